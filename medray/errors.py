@@ -1,0 +1,25 @@
+"""Errors a user sees: each names the file, line or key at fault."""
+
+from __future__ import annotations
+
+
+class MedrayError(Exception):
+    """Base class: the CLI prints these without a traceback."""
+
+
+class SourceError(MedrayError):
+    """A source file is missing or malformed; `line` is 1-based, 0 when not known."""
+
+    def __init__(self, path: str, line: int, message: str):
+        self.path, self.line, self.message = str(path), line, message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(MedrayError):
+    """A config key is unknown, missing or has the wrong type; names the dotted key."""
+
+    def __init__(self, key: str, message: str, source: str | None = None):
+        self.key, self.message, self.source = key, message, source
+        prefix = f"{source}: " if source else ""
+        super().__init__(f"{prefix}config key '{key}': {message}")
