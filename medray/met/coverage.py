@@ -86,6 +86,7 @@ def coverage_report(
 
     `max_tree_terms_per_axis` samples that many names per axis (seeded, for
     speed on large trees); `counts.tree_terms_total` says how many there were.
+    Entities under axes left out of `axes` are ignored.
     """
     axes = [check_axis(a) for a in (axes or AXES)]
     all_tree = tree_terms(tree, axes)

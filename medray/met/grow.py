@@ -325,6 +325,10 @@ def _not_narrower(term: str, parent_name: str) -> bool:
     return _content_words(term) <= _content_words(parent_name)
 
 
+def _no_shared_word(term: str, parent_name: str) -> bool:
+    return not (_content_words(term) & _content_words(parent_name))
+
+
 def _one_path(ids: list[str], tree: Tree) -> bool:
     """True when every pair of ids lies on one root path (so they do not conflict)."""
     lines = [{nid, *tree.ancestors(nid)} for nid in ids]
@@ -345,6 +349,7 @@ def grow_tree(
     source_label: str = "literature",
     max_options: int = 5,
     require_narrower: bool = True,
+    require_shared_word: bool = False,
     examples: int = 10,
 ) -> tuple[Tree, dict]:
     """Attach counted candidates under their nearest existing nodes.
@@ -358,7 +363,10 @@ def grow_tree(
     nodes above the threshold, those whose content words include all of the
     candidate's ("ulcer" vs "Gastric ulcer") cannot be its parent (a child
     must be narrower; `require_narrower=False` turns this off); when none is
-    left the candidate is `broader_or_same`. When the remaining parents within
+    left the candidate is `broader_or_same`. `require_shared_word=True` also
+    drops parents sharing no content word with the candidate (bucket
+    `no_shared_word`): a precision guard for small embedders, which put
+    "rhinitis" near "urticaria". When the remaining parents within
     `ambiguity_margin` of the best are not all on one root path, the arbiter
     picks among them (counted as `arbitrated`); otherwise the nearest wins.
     New rows come after the old ones, most mentioned first.
@@ -383,7 +391,7 @@ def grow_tree(
     if fresh and not parents:
         raise MedrayError(f"no nodes below the axis nodes on axes {', '.join(axes)} to attach to")
 
-    kinds = ("below_threshold", "broader_or_same", "arbitrated", "arbiter_rejected", "attached")
+    kinds = ("below_threshold", "broader_or_same", "no_shared_word", "arbitrated", "arbiter_rejected", "attached")
     buckets: dict[str, list] = {k: [] for k in kinds}
     rows: list[dict] = []
     if fresh:
@@ -396,13 +404,17 @@ def grow_tree(
                 nearest = cols["name"][parents[idx[0]]]
                 buckets["below_threshold"].append({"term": term, "count": count, "nearest": nearest, "score": round(best, 4)})
                 continue
-            valid = [(cols["node_id"][parents[j]], round(float(s), 4)) for j, s in zip(idx, scores, strict=True)
-                     if j >= 0 and s >= attach_threshold
-                     and not (require_narrower and _not_narrower(term, cols["name"][parents[j]]))]  # fmt: skip
+            valid = [(j, round(float(s), 4)) for j, s in zip(idx, scores, strict=True) if j >= 0 and s >= attach_threshold]
+            for bucket, check, fails in (("broader_or_same", require_narrower, _not_narrower),
+                                         ("no_shared_word", require_shared_word, _no_shared_word)):  # fmt: skip
+                if check and valid:
+                    valid = [(j, s) for j, s in valid if not fails(term, cols["name"][parents[j]])]
+                    if not valid:
+                        nearest = cols["name"][parents[idx[0]]]
+                        buckets[bucket].append({"term": term, "count": count, "nearest": nearest, "score": round(best, 4)})
             if not valid:
-                nearest = cols["name"][parents[idx[0]]]
-                buckets["broader_or_same"].append({"term": term, "count": count, "nearest": nearest, "score": round(best, 4)})
                 continue
+            valid = [(cols["node_id"][parents[j]], s) for j, s in valid]
             options = [o for o in valid if o[1] >= valid[0][1] - ambiguity_margin]
             chosen, reason, decided_by = options[0][0], "nearest node", "nearest"
             if len(options) > 1 and not _one_path([o[0] for o in options], tree):
@@ -438,6 +450,7 @@ def grow_tree(
         "per_axis": {a: per_axis.get(a, 0) for a in axes},
         "examples": {name: items[:examples] for name, items in buckets.items()},
         "settings": {"min_count": min_count, "attach_threshold": attach_threshold, "ambiguity_margin": ambiguity_margin,
+                     "require_narrower": require_narrower, "require_shared_word": require_shared_word,
                      "arbiter": judge.name, "source_label": source_label},
     }  # fmt: skip
     return new_tree, report

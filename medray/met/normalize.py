@@ -3,14 +3,17 @@
 Terms and text must normalise the same way or matches are lost: lower case,
 every character that is not a letter or digit becomes a space. The text form
 keeps one character per input character so that spans map straight back to
-the original text; sentence punctuation becomes `SENTENCE_MARK` so the matcher
-can scope negation cues to the sentence without a second pass.
+the original text; sentence punctuation becomes `SENTENCE_MARK` and newlines
+stay, so the matcher can scope negation cues to the sentence (a blank line
+also ends one; a wrapped line does not).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+import numpy as np
 
 SENTENCE_MARK = "|"
 _SPACES = re.compile(r"\s+")
@@ -29,41 +32,34 @@ def _build_tables() -> tuple[dict[int, str], bytes]:
         mapped = _char_class(ch)
         if mapped != ch:
             table[code] = mapped
-    for ch in ".!?;\n":
+    for ch in ".!?;":
         table[ord(ch)] = SENTENCE_MARK
+    table.pop(ord("\n"), None)  # kept: a blank line ends a sentence, a wrapped line does not
     ascii_table = bytes(ord(table.get(i, chr(i))) for i in range(128))
     return table, ascii_table
 
 
 _TEXT_TABLE, _ASCII_TABLE = _build_tables()
 _ASCII_TABLE = _ASCII_TABLE + bytes(range(128, 256))
+_LUT_SIZE = 0x3000
+_LUT = np.arange(_LUT_SIZE, dtype=np.uint32)
+for _code, _mapped in _TEXT_TABLE.items():
+    if _code < _LUT_SIZE:
+        _LUT[_code] = ord(_mapped)
 
 
 def normalize_text(text: str) -> str:
     """Same-length normal form of running text (see module docstring).
 
-    A period between two digits ("2.5 cm") is not a sentence end.
+    "2.5" becomes "2|5": the matcher does not treat a mark between digits as a sentence end.
     """
     if text.isascii():
         out = text.encode("ascii").translate(_ASCII_TABLE).decode("ascii")
-    else:
-        out = text.translate(_TEXT_TABLE)
-    if "|" in out and any(c.isdigit() for c in text):
-        out = _fix_decimal_points(text, out)
+    else:  # a vectorised lookup over code points; those past the table keep themselves
+        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        mapped = np.where(cps < _LUT_SIZE, _LUT[np.minimum(cps, _LUT_SIZE - 1)], cps)
+        out = mapped.astype(np.uint32).tobytes().decode("utf-32-le")
     return out
-
-
-_DECIMAL = re.compile(r"(?<=\d)\.(?=\d)")
-
-
-def _fix_decimal_points(text: str, out: str) -> str:
-    positions = [m.start() for m in _DECIMAL.finditer(text)]
-    if not positions:
-        return out
-    chars = list(out)
-    for p in positions:
-        chars[p] = " "
-    return "".join(chars)
 
 
 def normalize_term(term: str) -> str:

@@ -74,18 +74,9 @@ def test_mine_candidates_counts_repeats():
 # ---- counting on Ray ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024**2)
-    yield ray
-    if started:
-        ray.shutdown()
+def test_count_candidates_ray_equals_counter(ray_local, tmp_path):  # ray_local: tests/conftest.py
+    import ray
 
-
-def test_count_candidates_ray_equals_counter(ray_local, tmp_path):
     texts = SENTENCES * 7 + ["Cardiomegaly with pericardial effusion.", "No pneumothorax."] * 5
     (tmp_path / "a.txt").write_text("\n".join(texts[:20]) + "\n")
     (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": t, "id": i}) + "\n" for i, t in enumerate(texts[20:35])))
@@ -93,7 +84,7 @@ def test_count_candidates_ray_equals_counter(ray_local, tmp_path):
     paths = [str(tmp_path / n) for n in ("a.txt", "b.jsonl", "c.parquet")]
     expected = dict(mine_candidates(texts))
     assert count_candidates_ray(paths, num_partitions=2) == expected
-    ds = ray_local.data.from_items([{"body": t} for t in texts])
+    ds = ray.data.from_items([{"body": t} for t in texts])
     assert count_candidates_ray(ds, text_column="body", batch_size=8, num_partitions=1) == expected
     with pytest.raises(MedrayError, match="unsupported"):
         count_candidates_ray([str(tmp_path / "x.csv")])
@@ -118,7 +109,7 @@ def test_grow_tree_attaches_and_keeps_the_skeleton(embedder):
     assert prov["count"] == 12 and prov["decided_by"] == "nearest" and prov["parent_score"] > 0.8
     assert rep["candidates"] == 5 and rep["mentions"] == 96
     assert (rep["below_min_count"], rep["already_in_tree"], rep["below_threshold"], rep["attached"]) == (1, 2, 1, 1)
-    assert rep["candidates"] == sum(rep[k] for k in ("below_min_count", "already_in_tree", "below_threshold", "broader_or_same", "arbiter_rejected", "attached"))
+    assert rep["candidates"] == sum(rep[k] for k in ("below_min_count", "already_in_tree", "below_threshold", "broader_or_same", "no_shared_word", "arbiter_rejected", "attached"))
     assert rep["examples"]["below_threshold"][0]["term"] == "pizza delivery"
     assert rep["per_axis"] == {"disease": 1, "anatomy": 0, "modality": 0, "symptom": 0}
     # growing again with the grown tree attaches nothing new: the node now names the term
@@ -149,6 +140,17 @@ def test_a_broader_term_is_not_hung_under_a_narrower_node(embedder):
     assert new.node(grown_node_id("disease", "bleeding gastric ulcer")).parent_id == "D:gu"
     loose, rep = grow_tree(tree, {"ulcers": 10}, embedder, require_narrower=False)
     assert rep["attached"] == 1 and loose.node(grown_node_id("disease", "ulcers")).parent_id == "D:gu"
+
+
+def test_require_shared_word(embedder):
+    tree = base_tree()
+    counts = {"viral pneumonia": 10, "pulmonary infection": 10}
+    _, loose = grow_tree(tree, counts, embedder)
+    strict, rep = grow_tree(tree, counts, embedder, require_shared_word=True)
+    assert loose["attached"] == 2  # "pulmonary infection" lands near "Pneumonia" / "lung" on meaning alone
+    assert rep["attached"] == 1 and rep["no_shared_word"] == 1
+    assert rep["examples"]["no_shared_word"][0]["term"] == "pulmonary infection"
+    assert grown_node_id("disease", "viral pneumonia") in strict
 
 
 @register_arbiter("test-recorder")

@@ -1,0 +1,187 @@
+"""Vectorised words: spans, sentences and vocabulary codes for a whole batch at once.
+
+The matcher's cost per word must be a few nanoseconds, so no Python runs per
+word: word spans come from NumPy over the normalised characters, each word
+gets a 64-bit polynomial hash computed with prefix sums (hash of chars
+s..e = (H[e] - H[s]) * P^-s, all modulo 2^64), and the vocabulary is a
+sorted hash array searched with `searchsorted`. Runs of words outside the
+vocabulary collapse to one "unknown" code, since no term can span them, so
+the automaton only walks the words that matter. A 64-bit hash makes a false
+hit between a corpus word and a vocabulary word ~1e-9 likely over a million
+distinct words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from medray.errors import MedrayError
+from medray.met.normalize import SENTENCE_MARK
+
+P = 0x100000001B3  # odd, so it has an inverse modulo 2^64
+INV_P = pow(P, -1, 2**64)
+BASE = 64
+DIGIT_RANGE = 0x100  # digit position p is drawn from code points 0x100*(p+1) + 0..63
+_MASK = 2**64 - 1
+_MARK, _SPACE, _NEWLINE = ord(SENTENCE_MARK), ord(" "), ord("\n")
+
+
+def word_hash(word: str) -> int:
+    h, pk = 0, 1
+    for ch in word:
+        h = (h + ord(ch) * pk) & _MASK
+        pk = (pk * P) & _MASK
+    return h
+
+
+def code_width(vocab_size: int) -> int:
+    width = 2
+    while BASE**width <= vocab_size + 1:
+        width += 1
+    if width > 8:
+        raise MedrayError("the matcher's vocabulary is too large to encode")
+    return width
+
+
+class HashTable:
+    """uint64 key -> int64 value for whole arrays at once (pandas' C hash table); -1 = absent."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray):
+        import pandas as pd
+
+        self.index = pd.Index(keys.astype(np.uint64), dtype="uint64")
+        if not self.index.is_unique:
+            raise MedrayError("HashTable keys must be unique")
+        self.values = np.asarray(values, dtype=np.int64)
+
+    def get(self, queries: np.ndarray) -> np.ndarray:
+        if not len(self.values) or not len(queries):
+            return np.full(len(queries), -1, dtype=np.int64)
+        pos = self.index.get_indexer(queries.astype(np.uint64, copy=False))
+        return np.where(pos >= 0, self.values[pos], -1)
+
+
+class Vocabulary:
+    """Words -> numbers 1..V (0 = unknown), their fixed-width codes, and a phrase prefilter.
+
+    The prefilter knows, for every phrase's first word and first two words,
+    the longest phrase that starts there; words outside every such reach
+    cannot take part in a match and never reach the automaton.
+    """
+
+    def __init__(self, words: list[str], phrases: list[str]):
+        self.words = words
+        self.width = code_width(len(words))
+        hashes = np.array([word_hash(w) for w in words], dtype=np.uint64)
+        if len(set(hashes.tolist())) != len(words):
+            raise MedrayError("two vocabulary words share a 64-bit hash; change P in wordcodes.py")
+        self.table = HashTable(hashes, np.arange(1, len(words) + 1, dtype=np.int64))
+        numbers = np.arange(len(words) + 1, dtype=np.int64)
+        digits = np.empty((len(words) + 1, self.width), dtype=np.uint32)
+        for pos in range(self.width - 1, -1, -1):
+            digits[:, pos] = DIGIT_RANGE * (pos + 1) + (numbers % BASE)
+            numbers //= BASE
+        self.digits = digits
+        self.number = {w: i + 1 for i, w in enumerate(words)}
+        self.single = np.zeros(len(words) + 1, dtype=bool)  # word is a whole phrase
+        self.starts_pair = np.zeros(len(words) + 1, dtype=bool)  # word begins a longer phrase
+        pair_reach: dict[int, int] = {}
+        for phrase in phrases:
+            ids = [self.number[w] for w in phrase.split(" ")]
+            if len(ids) == 1:
+                self.single[ids[0]] = True
+            else:
+                self.starts_pair[ids[0]] = True
+                key = ids[0] * (len(words) + 1) + ids[1]
+                pair_reach[key] = max(pair_reach.get(key, 0), len(ids))
+        self.pairs = HashTable(np.array(list(pair_reach), dtype=np.uint64), np.array(list(pair_reach.values()), dtype=np.int64))
+
+    def encode_phrase(self, phrase: str) -> str:
+        return self.digits[[self.number[w] for w in phrase.split(" ")]].tobytes().decode("utf-32-le")
+
+    def lookup(self, hashes: np.ndarray) -> np.ndarray:
+        return np.maximum(self.table.get(hashes), 0)
+
+    def reach(self, ids: np.ndarray) -> np.ndarray:
+        """Words (from each position) the longest phrase starting there could span; 0 = none."""
+        reach = self.single[ids].astype(np.int64)
+        at = np.flatnonzero(self.starts_pair[ids])
+        at = at[at + 1 < len(ids)]
+        pair = self.pairs.get(ids[at] * (len(self.words) + 1) + ids[at + 1])
+        reach[at] = np.maximum(reach[at], pair)
+        return reach
+
+
+@dataclass
+class EncodedBatch:
+    starts: np.ndarray  # char offset of each word in the joined text
+    ends: np.ndarray
+    sentence: np.ndarray  # sentence number of each word
+    text: str  # the automaton's input: one fixed-width code per kept word
+    seq_word: np.ndarray  # code position -> word index
+
+    @property
+    def n_words(self) -> int:
+        return len(self.starts)
+
+
+_POWER_CACHE: dict[int, np.ndarray] = {}
+
+
+def _powers(n: int, base: int) -> np.ndarray:
+    """base^0..base^n modulo 2^64, from a table that grows by doubling and is reused."""
+    table = _POWER_CACHE.get(base)
+    if table is None or len(table) <= n:
+        size = max(n + 1, 2 * (len(table) if table is not None else 1 << 16))
+        table = np.full(size, base, dtype=np.uint64)
+        table[0] = 1
+        table = np.cumprod(table, dtype=np.uint64)  # wraps modulo 2^64 by design
+        _POWER_CACHE[base] = table
+    return table
+
+
+def encode_batch(norm: str, vocab: Vocabulary) -> EncodedBatch:
+    """Words, sentences and the automaton input for one normalised batch string."""
+    if norm.isascii():
+        chars = np.frombuffer(norm.encode("ascii"), dtype=np.uint8)
+    else:
+        chars = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
+    n = len(chars)
+    mark = chars == _MARK
+    newline = chars == _NEWLINE
+    gap = mark | newline | (chars == _SPACE)
+    digit = (chars >= 48) & (chars <= 57)
+    decimal = mark & np.concatenate(([False], digit[:-1])) & np.concatenate((digit[1:], [False]))  # "2.5"
+    blank_line = newline & np.concatenate((newline[1:], [False]))
+    boundary = (mark & ~decimal) | blank_line
+    word = ~gap
+    starts = np.flatnonzero(word & np.concatenate(([True], gap[:-1])))
+    ends = np.flatnonzero(word & np.concatenate((gap[1:], [True]))) + 1
+    sentence = np.cumsum(boundary)[starts]
+    empty = np.zeros(0, dtype=np.int64)
+    if not len(starts):
+        return EncodedBatch(starts, ends, sentence, "", empty)
+
+    powers = _powers(n, P)
+    prefix = np.zeros(n + 1, dtype=np.uint64)
+    np.cumsum(chars.astype(np.uint64) * powers[:n], out=prefix[1:])
+    hashes = (prefix[ends] - prefix[starts]) * _powers(n, INV_P)[starts]
+    ids = vocab.lookup(hashes)
+
+    position = np.arange(len(ids))
+    reach = vocab.reach(ids)
+    span_end = np.maximum.accumulate(np.where(reach > 0, position + reach, 0))
+    keep = span_end > position  # inside the reach of some phrase start
+    prev_keep = np.concatenate(([False], keep[:-1]))
+    new_sentence = np.concatenate(([True], sentence[1:] != sentence[:-1]))
+    sep_before = keep & (~prev_keep | new_sentence)  # a gap or a sentence end: no match across it
+    kept = np.flatnonzero(keep)
+    extra = sep_before[kept].astype(np.int64)
+    seq_word = np.repeat(kept, 1 + extra)
+    seq_ids = ids[seq_word]
+    sep_pos = (np.cumsum(1 + extra) - 1)[extra == 1] - 1
+    seq_ids[sep_pos] = 0
+    text = vocab.digits[seq_ids].tobytes().decode("utf-32-le")
+    return EncodedBatch(starts, ends, sentence, text, seq_word)
