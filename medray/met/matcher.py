@@ -122,6 +122,7 @@ class Matcher:
 
     def _build(self, node_ids, surfaces, surface_nodes, surface_absent, stats) -> None:
         self.node_ids = pa.array(node_ids, pa.string())
+        self.surfaces = surfaces
         self.stats = stats
         masks = cue_masks()
         phrases = [*surfaces, *masks]

@@ -66,9 +66,9 @@ class HashTable:
 class Vocabulary:
     """Words -> numbers 1..V (0 = unknown), their fixed-width codes, and a phrase prefilter.
 
-    The prefilter knows, for every phrase's first word and first two words,
-    the longest phrase that starts there; words outside every such reach
-    cannot take part in a match and never reach the automaton.
+    The prefilter knows, for every phrase's first two and first three words,
+    the longest phrase that starts with them; words outside every such
+    reach cannot take part in a match and never reach the automaton.
     """
 
     def __init__(self, words: list[str], phrases: list[str]):
@@ -87,16 +87,26 @@ class Vocabulary:
         self.number = {w: i + 1 for i, w in enumerate(words)}
         self.single = np.zeros(len(words) + 1, dtype=bool)  # word is a whole phrase
         self.starts_pair = np.zeros(len(words) + 1, dtype=bool)  # word begins a longer phrase
-        pair_reach: dict[int, int] = {}
+        pair_kind: dict[int, int] = {}  # (w1, w2) -> bit 0: a phrase itself, bit 1: begins a longer one
+        triple_reach: dict[int, int] = {}
         for phrase in phrases:
             ids = [self.number[w] for w in phrase.split(" ")]
             if len(ids) == 1:
                 self.single[ids[0]] = True
-            else:
-                self.starts_pair[ids[0]] = True
-                key = ids[0] * (len(words) + 1) + ids[1]
-                pair_reach[key] = max(pair_reach.get(key, 0), len(ids))
-        self.pairs = HashTable(np.array(list(pair_reach), dtype=np.uint64), np.array(list(pair_reach.values()), dtype=np.int64))
+                continue
+            self.starts_pair[ids[0]] = True
+            pair = self._key(ids[0], ids[1])
+            pair_kind[pair] = pair_kind.get(pair, 0) | (1 if len(ids) == 2 else 2)
+            if len(ids) > 2:
+                triple = self._key(pair, ids[2])
+                triple_reach[triple] = max(triple_reach.get(triple, 0), len(ids))
+        self.pairs = HashTable(np.array(list(pair_kind), dtype=np.uint64), np.array(list(pair_kind.values()), dtype=np.int64))
+        self.triples = HashTable(np.array(list(triple_reach), dtype=np.uint64), np.array(list(triple_reach.values()), dtype=np.int64))
+
+    def _key(self, prefix: int | np.ndarray, word: int | np.ndarray):
+        """An exact key for a word sequence (wraps modulo 2^64 beyond two words; checked by the automaton)."""
+        return (prefix * (len(self.words) + 1) + word) & _MASK if isinstance(prefix, int) else (
+            prefix.astype(np.uint64) * np.uint64(len(self.words) + 1) + word.astype(np.uint64))
 
     def encode_phrase(self, phrase: str) -> str:
         return self.digits[[self.number[w] for w in phrase.split(" ")]].tobytes().decode("utf-32-le")
@@ -109,8 +119,13 @@ class Vocabulary:
         reach = self.single[ids].astype(np.int64)
         at = np.flatnonzero(self.starts_pair[ids])
         at = at[at + 1 < len(ids)]
-        pair = self.pairs.get(ids[at] * (len(self.words) + 1) + ids[at + 1])
-        reach[at] = np.maximum(reach[at], pair)
+        pair_key = self._key(ids[at], ids[at + 1])
+        kind = np.maximum(self.pairs.get(pair_key), 0)
+        reach[at[(kind & 1) == 1]] = 2
+        longer = ((kind & 2) == 2) & (at + 2 < len(ids))
+        at3 = at[longer]
+        triple = self.triples.get(self._key(pair_key[longer], ids[at3 + 2]))
+        reach[at3] = np.maximum(reach[at3], triple)
         return reach
 
 
@@ -159,7 +174,7 @@ def encode_batch(norm: str, vocab: Vocabulary) -> EncodedBatch:
     word = ~gap
     starts = np.flatnonzero(word & np.concatenate(([True], gap[:-1])))
     ends = np.flatnonzero(word & np.concatenate((gap[1:], [True]))) + 1
-    sentence = np.cumsum(boundary)[starts]
+    sentence = np.searchsorted(np.flatnonzero(boundary), starts)
     empty = np.zeros(0, dtype=np.int64)
     if not len(starts):
         return EncodedBatch(starts, ends, sentence, "", empty)

@@ -9,14 +9,13 @@ from medray.met.embed import Embedder, get_embedder
 from medray.met.grow import (
     ARBITERS,
     RuleArbiter,
-    count_candidates_ray,
     grow_tree,
     grown_node_id,
-    literature_corpus,
-    mine_candidates,
     register_arbiter,
     resolve_arbiter,
 )
+from medray.met.literature import literature_corpus
+from medray.met.mining import count_candidates_ray, mine_candidates
 from medray.met.tree import AXES, ROOT_ID, Node, Tree, axis_node_id
 
 SENTENCES = [

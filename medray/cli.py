@@ -1,0 +1,236 @@
+"""`medray` command: one sub-command group per package folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from medray import console as out
+from medray.errors import MedrayError
+
+app = typer.Typer(help="medray: entity-centric data engine and training stack for medical multimodal LLMs.",
+                  no_args_is_help=True, add_completion=False)
+met_app = typer.Typer(help="The Medical Entity Tree: build, inspect, match, grow, measure coverage.",
+                      no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: print JSON with the figures and their baseline.", no_args_is_help=True)
+app.add_typer(met_app, name="met")
+app.add_typer(bench_app, name="bench")
+
+DEFAULT_TREE = os.environ.get("MEDRAY_TREE", "out/met/tree.parquet")
+TreeOpt = typer.Option(DEFAULT_TREE, "--tree", help="Tree parquet (env MEDRAY_TREE).")
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
+
+
+def _load_tree(path: str):
+    from medray.met.tree import Tree
+    from medray.storage import exists
+
+    if not exists(path):
+        raise MedrayError(f"{path}: no tree here; build one with `medray met build conf/met/quickstart.yaml`")
+    return Tree.load(path)
+
+
+def _progress(as_json: bool):
+    return (lambda msg: None) if as_json else out.status
+
+
+# ---- met ------------------------------------------------------------------------------------
+@met_app.command("build")
+def met_build(conf: str = typer.Argument(..., help="YAML config, e.g. conf/met/build.yaml"),
+              overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides"),  # noqa: UP045
+              as_json: bool = JsonOpt) -> None:
+    """Build the tree from its sources, merge concepts, save parquet + summary + views."""
+    from medray.config import load_config
+    from medray.met.jobs import run_build
+    from medray.met.settings import MetBuildConfig
+
+    cfg = load_config(MetBuildConfig, conf, overrides or [])
+    result = run_build(cfg, progress=_progress(as_json))
+    if as_json:
+        return out.print_json(result)
+    _print_summary(result["summary"])
+    out.table("Merged concepts", ("source -> owner (how)", "nodes"), result["report"]["merged"].items())
+    out.key_values("Outputs", {"tree": result["out"], "views": ", ".join(result["views"]) or "-",
+                               "seconds": result["seconds"], "mlflow run": result.get("mlflow_run_id", "-")})
+
+
+def _print_summary(summary: dict) -> None:
+    out.key_values("Tree", {k: summary[k] for k in ("nodes", "synonyms", "codes", "max_level", "grown")})
+    axes = list(summary["per_axis"])
+    levels = sorted({int(lvl) for per in summary["per_axis_level"].values() for lvl in per})
+    rows = [[f"level {lvl}", *(summary["per_axis_level"][a].get(str(lvl), "") for a in axes)] for lvl in levels]
+    rows.append(["all", *(summary["per_axis"][a] for a in axes)])
+    out.table("Nodes per level and axis", ("", *axes), rows)
+    out.table("Nodes per source", ("source", "nodes"), summary["per_source"].items())
+
+
+@met_app.command("stats")
+def met_stats(tree: str = TreeOpt, as_json: bool = JsonOpt) -> None:
+    """Size of the tree per axis, level and source."""
+    summary = _load_tree(tree).summary()
+    if as_json:
+        return out.print_json(summary)
+    _print_summary(summary)
+
+
+@met_app.command("show")
+def met_show(ref: str = typer.Argument(..., help="Node id, code (J90, ICD10CM:J90, HP:0002202) or name"),
+             tree: str = TreeOpt, children: int = typer.Option(20, help="Children to list"),
+             as_json: bool = JsonOpt) -> None:
+    """One node: path from the root, codes, synonyms, children."""
+    t = _load_tree(tree)
+    node_id = t.resolve(ref) if t.by_code(ref) or ref in t else None
+    if node_id is None:
+        node_id = t.by_code(f"ICD10CM:{ref}") or t.resolve(ref)
+    node = t.node(node_id)
+    path = [t.node(a).name for a in reversed(t.ancestors(node_id))]
+    kids = t.children(node_id)
+    data = {**node.as_row(), "path": path, "children": [{"node_id": k, "name": t.node(k).name} for k in kids[:children]],
+            "n_children": len(kids), "siblings": len(t.siblings(node_id)), "subtree": len(t.subtree(node_id))}
+    if as_json:
+        return out.print_json(data)
+    out.key_values(node.name, {"node_id": node.node_id, "axis": node.axis, "level": node.level,
+                               "path": " > ".join(path), "codes": ", ".join(node.codes),
+                               "synonyms": "; ".join(node.synonyms), "absent forms": "; ".join(node.absent_forms),
+                               "sources": ", ".join(node.sources), "provenance": node.provenance or "-",
+                               "children": len(kids), "subtree": data["subtree"]})
+    if kids:
+        out.table("Children", ("node_id", "name"), ((k["node_id"], k["name"]) for k in data["children"]))
+
+
+@met_app.command("match")
+def met_match(text: Optional[str] = typer.Argument(None, help="Text to match (or --file)"),  # noqa: UP045
+              file: Optional[str] = typer.Option(None, "--file", help="Read the text from a file"),  # noqa: UP045
+              tree: str = TreeOpt, labels: bool = typer.Option(False, help="Also CheXpert observation labels"),
+              as_json: bool = JsonOpt) -> None:
+    """Entities in a text: node, span, surface and assertion (present / absent / uncertain)."""
+    from medray.met.matcher import Matcher
+
+    if (text is None) == (file is None):
+        raise MedrayError("give the text as an argument or with --file, not both")
+    if file is not None:
+        from medray.storage import read_text
+
+        text = read_text(file)
+    t = _load_tree(tree)
+    hits = Matcher(t).match(text)
+    for h in hits:
+        h["name"] = t.node(h["node_id"]).name
+    result: dict = {"hits": hits}
+    if labels:
+        from medray.met.labels import observation_labels
+
+        result["labels"] = observation_labels(hits, t)
+    if as_json:
+        return out.print_json(result)
+    out.table(f"{len(hits)} entities", ("span", "surface", "assertion", "node", "name"),
+              ((f"{h['start']}-{h['end']}", h["surface"], h["assertion"], h["node_id"], h["name"]) for h in hits))
+    if labels:
+        out.table("Observation labels (1 present, -1 uncertain, 0 absent)", ("observation", "label"),
+                  ((k, "" if v is None else v) for k, v in result["labels"].items()))
+
+
+@met_app.command("grow")
+def met_grow(conf: str = typer.Argument(..., help="YAML config, e.g. conf/met/grow.yaml"),
+             overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides"),  # noqa: UP045
+             as_json: bool = JsonOpt) -> None:
+    """Grow the tree from a text corpus: count candidates on Ray, attach by embedding similarity."""
+    from medray.config import load_config
+    from medray.met.jobs import run_grow
+    from medray.met.settings import MetGrowConfig
+
+    cfg = load_config(MetGrowConfig, conf, overrides or [])
+    result = run_grow(cfg, progress=_progress(as_json))
+    if as_json:
+        return out.print_json(result)
+    report = result["report"]
+    out.key_values("Growth", {"tree": result["tree"], "out": result["out"], "nodes before": result["nodes_before"],
+                              "nodes after": result["nodes_after"], "seconds": result["seconds"]})
+    out.table("Candidates", ("outcome", "count"), ((k, v) for k, v in report.items() if isinstance(v, int)))
+    examples = report.get("examples", {}).get("attached", []) if isinstance(report.get("examples"), dict) else []
+    if examples:
+        out.table("Attached (examples)", ("term", "parent", "score"),
+                  ((e.get("term"), e.get("parent_name", e.get("parent")), e.get("score")) for e in examples))
+
+
+@met_app.command("coverage")
+def met_coverage(entities: Optional[str] = typer.Option(None, "--entities", help="Benchmark entities: one per line, or TSV term<TAB>axis"),  # noqa: UP045
+                 corpus: Optional[str] = typer.Option(None, "--corpus", help="Text corpus (.txt/.jsonl/.parquet) to tag for node frequencies"),  # noqa: UP045
+                 tree: str = TreeOpt, max_tree_terms: Optional[int] = typer.Option(None, help="Sample this many tree names per axis"),  # noqa: UP045
+                 as_json: bool = JsonOpt) -> None:
+    """AMCS coverage against an entity list, and node frequencies from a tagged corpus."""
+    from medray.met.coverage_job import corpus_frequencies, read_entities
+
+    if entities is None and corpus is None:
+        raise MedrayError("give --entities FILE, --corpus FILE, or both")
+    t = _load_tree(tree)
+    result: dict = {}
+    if entities:
+        from medray.met.coverage import coverage_report
+        from medray.met.embed import get_embedder
+
+        result["amcs"] = coverage_report(t, read_entities(entities), get_embedder(),
+                                         max_tree_terms_per_axis=max_tree_terms)
+    if corpus:
+        result["frequencies"] = corpus_frequencies(t, corpus)
+    if as_json:
+        return out.print_json(result)
+    if "amcs" in result:
+        r = result["amcs"]
+        out.key_values("AMCS", {"forward (benchmark -> tree)": r["forward"], "backward (tree -> benchmark)": r["backward"]})
+        out.table("AMCS per axis", ("axis", "forward", "backward", "entities", "tree terms"),
+                  ((a, v["forward"], v["backward"], v["entities"], v["tree_terms"]) for a, v in r["per_axis"].items()))
+    if "frequencies" in result:
+        f = result["frequencies"]
+        out.key_values("Node frequencies", {k: v for k, v in f.items() if not isinstance(v, (dict, list))})
+
+
+@met_app.command("render")
+def met_render(tree: str = TreeOpt, out_prefix: Optional[str] = typer.Option(None, "--out", help="Path prefix (default: beside the tree)"),  # noqa: UP045
+               max_nodes: int = typer.Option(60000, help="Nodes embedded in the HTML page")) -> None:
+    """Write an HTML page (collapsible tree, search, sunburst) and a PNG summary."""
+    from medray.met.render import render_html, render_png
+
+    t = _load_tree(tree)
+    prefix = out_prefix or (tree[:-8] if tree.endswith(".parquet") else tree)
+    html = render_html(t, prefix + ".html", max_nodes=max_nodes)
+    png = render_png(t, prefix + ".png")
+    out.key_values("Views", {"html": html, "png": png})
+
+
+# ---- bench ----------------------------------------------------------------------------------
+@bench_app.command("met-match")
+def bench_met_match(tree: str = TreeOpt, size_mb: float = typer.Option(50.0, help="Generated corpus size"),
+                    synthetic: int = typer.Option(1_000_000, help="Entities in the synthetic tree (0: skip)"),
+                    baseline_mb: float = typer.Option(2.0, help="Corpus slice the baseline runs on"),
+                    baseline: str = typer.Option("auto", help="spacy | regex | auto (spacy when installed)"),
+                    seed: int = typer.Option(0)) -> None:
+    """Matcher throughput (tokens/s/core) with assertions vs a baseline; automaton build time and memory."""
+    from medray.bench.met_match import run_bench
+
+    out.print_json(run_bench(_load_tree(tree), tree, size_mb=size_mb, synthetic=synthetic, baseline_mb=baseline_mb,
+                             baseline=baseline, seed=seed, progress=out.status))
+
+
+# ---- demo -----------------------------------------------------------------------------------
+@app.command("demo")
+def demo(out_dir: str = typer.Option("demo-out", "--out", help="Output folder")) -> None:
+    """Run everything built so far on the embedded default and print a summary."""
+    from medray.demo import run_demo
+
+    run_demo(out_dir)
+
+
+def main() -> None:
+    try:
+        app()
+    except MedrayError as exc:
+        out.err_console.print(f"[bold red]error:[/bold red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""What commands print: a readable table by default, JSON with `--json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for row in rows:
+        t.add_row(*("" if v is None else str(v) for v in row))
+    console.print(t)
+
+
+def key_values(title: str, data: dict[str, Any]) -> None:
+    table(title, ("key", "value"), ((k, v) for k, v in data.items()))
+
+
+def status(message: str) -> None:
+    """Progress for long work, on stderr so `--json` output stays clean."""
+    err_console.print(f"[dim]{message}[/dim]")
