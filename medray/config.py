@@ -35,16 +35,18 @@ def _key_of(exc: OmegaConfBaseException, fallback: str) -> str:
     return str(key) if key else fallback
 
 
-def _merge(base: DictConfig, layer: Any, source: str) -> DictConfig:
+def _merge(base: DictConfig, layer: Any, source: str, fallback: str = "<top level>") -> DictConfig:
     try:
         return OmegaConf.merge(base, layer)
     except ConfigKeyError as exc:
-        raise ConfigError(_key_of(exc, "?"), "unknown key", source) from None
+        raise ConfigError(_key_of(exc, fallback), "unknown key", source) from None
     except ValidationError as exc:
         msg = str(exc).splitlines()[0]
-        raise ConfigError(_key_of(exc, "?"), f"wrong type or value ({msg})", source) from None
+        raise ConfigError(_key_of(exc, fallback), f"wrong type or value ({msg})", source) from None
     except OmegaConfBaseException as exc:
-        raise ConfigError(_key_of(exc, "?"), str(exc).splitlines()[0], source) from None
+        raise ConfigError(_key_of(exc, fallback), str(exc).splitlines()[0], source) from None
+    except TypeError as exc:  # e.g. a YAML list where a mapping belongs
+        raise ConfigError(fallback, f"wrong structure ({exc})", source) from None
 
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
@@ -76,7 +78,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
             OmegaConf.update(layer, key, parsed, force_add=True)
         except OmegaConfBaseException as exc:
             raise ConfigError(key, str(exc).splitlines()[0], "override") from None
-        cfg = _merge(cfg, layer, "override")
+        cfg = _merge(cfg, layer, "override", fallback=key)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(missing[0], "required but not set")

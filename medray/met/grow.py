@@ -155,6 +155,7 @@ def grow_tree(
     max_options: int = 5,
     require_narrower: bool = True,
     require_shared_word: bool = False,
+    parent_max_level: int | None = None,
     examples: int = 10,
 ) -> tuple[Tree, dict]:
     """Attach counted candidates under their nearest existing nodes.
@@ -190,9 +191,11 @@ def grow_tree(
                     "already_in_tree": len(frequent) - len(fresh)}  # fmt: skip
 
     skip = {ROOT_ID, *(axis_node_id(a) for a in AXES)}
-    cols = tree.table.select(["node_id", "axis", "name"]).to_pydict()
+    cols = tree.table.select(["node_id", "axis", "name", "level"]).to_pydict()
+    max_level = parent_max_level if parent_max_level is not None else 1 << 30
     parents = [i for i, nid in enumerate(cols["node_id"])
-               if nid not in skip and cols["axis"][i] in axes and cols["name"][i]]  # fmt: skip
+               if nid not in skip and cols["axis"][i] in axes and cols["name"][i]
+               and cols["level"][i] <= max_level]  # fmt: skip
     if fresh and not parents:
         raise MedrayError(f"no nodes below the axis nodes on axes {', '.join(axes)} to attach to")
 

@@ -92,7 +92,8 @@ def run_grow(cfg: MetGrowConfig, progress=print) -> dict:
     grown, report = grow_tree(
         tree, counts, get_embedder(), min_count=cfg.min_count, attach_threshold=cfg.attach_threshold,
         ambiguity_margin=cfg.ambiguity_margin, axes=cfg.axes, arbiter=cfg.arbiter,
-        require_shared_word=cfg.require_shared_word, source_label="literature",
+        require_shared_word=cfg.require_shared_word, parent_max_level=cfg.parent_max_level,
+        source_label="literature",
     )
     grown.save(cfg.out)
     result = {"tree": cfg.tree, "out": cfg.out, "nodes_before": len(tree), "nodes_after": len(grown),

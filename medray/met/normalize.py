@@ -27,12 +27,12 @@ def _char_class(ch: str) -> str:
 
 def _build_tables() -> tuple[dict[int, str], bytes]:
     table: dict[int, str] = {}
-    for code in range(0x3000):
+    for code in range(0x10000):
         ch = chr(code)
         mapped = _char_class(ch)
         if mapped != ch:
             table[code] = mapped
-    for ch in ".!?;":
+    for ch in ".!?;\u3002\uff0e\uff01\uff1f\uff1b":  # with the full-width and ideographic forms
         table[ord(ch)] = SENTENCE_MARK
     table.pop(ord("\n"), None)  # kept: a blank line ends a sentence, a wrapped line does not
     ascii_table = bytes(ord(table.get(i, chr(i))) for i in range(128))
@@ -41,7 +41,7 @@ def _build_tables() -> tuple[dict[int, str], bytes]:
 
 _TEXT_TABLE, _ASCII_TABLE = _build_tables()
 _ASCII_TABLE = _ASCII_TABLE + bytes(range(128, 256))
-_LUT_SIZE = 0x3000
+_LUT_SIZE = 0x10000
 _LUT = np.arange(_LUT_SIZE, dtype=np.uint32)
 for _code, _mapped in _TEXT_TABLE.items():
     if _code < _LUT_SIZE:

@@ -33,19 +33,27 @@ class MentionCounter:
                          "count": grouped["doc_count"].cast(pa.int64())}, schema=COUNT_SCHEMA)
 
 
-def count_mentions_ray(dataset, matcher: Matcher, text_column: str = "text", actors: int = 2,
-                       batch_size: int = 1024) -> pa.Table:
+def default_actors() -> int:
+    """One matcher actor per CPU, less one CPU left for reading (a full pool would starve the reads)."""
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
+
+
+def count_mentions_ray(dataset, matcher: Matcher, text_column: str = "text", actors: int | None = None,
+                       batch_size: int = 1024, num_partitions: int | None = None) -> pa.Table:
     """(node_id, assertion, count) over a Ray Dataset, tagged by a pool of matcher actors."""
     import ray
     from ray.data import ActorPoolStrategy
 
+    actors = actors or default_actors()
     ref = ray.put(matcher)
     counted = dataset.map_batches(
         MentionCounter, fn_constructor_args=([ref], text_column), batch_format="pyarrow",
         batch_size=batch_size, compute=ActorPoolStrategy(size=actors), num_cpus=1,
     )
     tables = [pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
-              for b in counted.groupby(["node_id", "assertion"]).sum("count").iter_batches(batch_format="pyarrow")]
+              for b in counted.groupby(["node_id", "assertion"], num_partitions=num_partitions or actors).sum("count").iter_batches(batch_format="pyarrow")]
     if not tables:
         return COUNT_SCHEMA.empty_table()
     merged = pa.concat_tables(tables)

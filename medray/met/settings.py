@@ -74,6 +74,7 @@ class MetGrowConfig:
     attach_threshold: float = 0.55
     ambiguity_margin: float = 0.03
     require_shared_word: bool = True
+    parent_max_level: Optional[int] = None  # noqa: UP045  (attach only under nodes this shallow: faster, coarser)
     axes: list[str] = field(default_factory=lambda: ["disease", "symptom"])
     arbiter: str = "rule"
     ray_address: Optional[str] = None  # noqa: UP045

@@ -95,6 +95,7 @@ class Tree:
         """Write the node table as parquet and a JSON summary beside it."""
         from medray.storage import atomic_write_bytes, write_parquet
 
+        path = str(path)
         write_parquet(self.table, path)
         summary_path = path[: -len(".parquet")] if path.endswith(".parquet") else path
         atomic_write_bytes(summary_path + ".summary.json", json.dumps(self.summary(), indent=2).encode())

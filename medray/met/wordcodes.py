@@ -169,7 +169,10 @@ def encode_batch(norm: str, vocab: Vocabulary) -> EncodedBatch:
     gap = mark | newline | (chars == _SPACE)
     digit = (chars >= 48) & (chars <= 57)
     decimal = mark & np.concatenate(([False], digit[:-1])) & np.concatenate((digit[1:], [False]))  # "2.5"
-    blank_line = newline & np.concatenate((newline[1:], [False]))
+    solid = np.flatnonzero(chars != _SPACE)  # a blank line may hold spaces ("\r\n\r\n" -> " \n \n")
+    after = np.concatenate((solid[1:], [n]))[newline[solid]]
+    blank_line = np.zeros(n, dtype=bool)
+    blank_line[solid[newline[solid]][(after < n) & (chars[np.minimum(after, n - 1)] == _NEWLINE)]] = True
     boundary = (mark & ~decimal) | blank_line
     word = ~gap
     starts = np.flatnonzero(word & np.concatenate(([True], gap[:-1])))

@@ -12,7 +12,8 @@ pytest.importorskip("pydicom.sr.codedict")
 from medray.errors import MedrayError  # noqa: E402
 from medray.met.normalize import normalize_term  # noqa: E402
 from medray.met.sources import dicom as dicom_mod  # noqa: E402
-from medray.met.sources import dicom_groups as G  # noqa: E402
+from medray.met.sources import dicom_anatomy_groups as A  # noqa: E402
+from medray.met.sources import dicom_modality_groups as M  # noqa: E402
 from medray.met.sources.base import SOURCES  # noqa: E402
 from medray.met.sources.dicom import dicom_nodes  # noqa: E402
 
@@ -169,7 +170,7 @@ def test_most_cid4_regions_are_grouped(by_key):
 
 def test_modality_mapping_covers_every_current_code():
     codes = {k.split(":", 1)[1] for k in _cid_codes(29) | _cid_codes(33)}
-    assert sorted(codes - set(G.MODALITY_EXPLICIT)) == []
+    assert sorted(codes - set(M.MODALITY_EXPLICIT)) == []
 
 
 def test_tables_name_real_keywords():
@@ -178,15 +179,15 @@ def test_tables_name_real_keywords():
     anatomy = dicom_mod._collect(cids, concepts, "anatomy", dicom_mod.ANATOMY_CIDS)
     modality = dicom_mod._collect(cids, concepts, "modality", dicom_mod.MODALITY_CIDS)
     known = {kw for c in anatomy + modality for kw in c.keywords}
-    chest_slugs = {slug for slug, *_ in G.CHEST_STRUCTURES}
-    used = set(G.ANATOMY_EXPLICIT) | set(G.ANATOMY_NEST) | set(G.ANATOMY_NEST.values())
-    used |= {parent for _, _, parent in G.ANATOMY_NEST_RULES} | set(G.EXTRA_SYNONYMS)
-    used |= {p for _, _, p, _ in G.CHEST_STRUCTURES if p and p not in chest_slugs}
+    chest_slugs = {slug for slug, *_ in A.CHEST_STRUCTURES}
+    used = set(A.ANATOMY_EXPLICIT) | set(A.ANATOMY_NEST) | set(A.ANATOMY_NEST.values())
+    used |= {parent for _, _, parent in A.ANATOMY_NEST_RULES} | set(A.EXTRA_SYNONYMS) | set(M.EXTRA_SYNONYMS)
+    used |= {p for _, _, p, _ in A.CHEST_STRUCTURES if p and p not in chest_slugs}
     assert sorted(used - known) == []
-    slugs = {s for s, _ in G.ANATOMY_GROUPS}
-    assert set(G.ANATOMY_EXPLICIT.values()) | {s for s, _ in G.ANATOMY_RULES} <= slugs
+    slugs = {s for s, _ in A.ANATOMY_GROUPS}
+    assert set(A.ANATOMY_EXPLICIT.values()) | {s for s, _ in A.ANATOMY_RULES} <= slugs
     codes = {c.code for c in modality}
-    assert set(G.MODALITY_NEST) | set(G.MODALITY_NEST.values()) <= codes
+    assert set(M.MODALITY_NEST) | set(M.MODALITY_NEST.values()) <= codes
 
 
 def test_chest_structures(by_key, nodes):

@@ -11,7 +11,8 @@ meaning, and the other meanings become synonyms where they are plain nouns.
 
 Above the concepts the project writes the groups (`MEDRAY:anatomy/<slug>`,
 `MEDRAY:modality/<slug>`) and the part-of nesting between concepts; the tables and the
-chest-radiology structures the CIDs lack live in `dicom_groups.py`.
+chest-radiology structures the CIDs lack live in `dicom_anatomy_groups.py` and
+`dicom_modality_groups.py`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,18 @@ from dataclasses import dataclass, field
 
 from medray.errors import MedrayError
 from medray.met.normalize import normalize_term
-from medray.met.sources import dicom_groups as G
+from medray.met.sources import dicom_anatomy_groups as A
+from medray.met.sources import dicom_modality_groups as M
 from medray.met.sources.base import SourceNode, register_source
 
 ANATOMY_CIDS = (4031, 4)  # name preference order: CID 4031 has the plain organ names
 MODALITY_CIDS = (29, 33)
 SOURCE = "dicom"
 GROUP_SOURCE = "medray"
+
+# Naming tables of both axes, applied to every concept whatever its axis (keys do not overlap).
+_EXTRA_SYNONYMS = {**A.EXTRA_SYNONYMS, **M.EXTRA_SYNONYMS}
+_KEYWORD_SYNONYM_SKIP = A.KEYWORD_SYNONYM_SKIP | M.KEYWORD_SYNONYM_SKIP
 
 _APPROACH = re.compile(r"^(endo|intra)[- ]?", re.I)  # Endo-renal, Intra-pelvic: how, not what
 _ADJECTIVE = re.compile(r"(al|ic|ar|ary|ous|eal)$")  # last word of a `... structure` form
@@ -127,7 +133,7 @@ def _derived_synonym_ok(term: str) -> bool:
     """Synonyms read off pydicom (not curated): no approach forms, no bare adjectives,
     no 2-3 letter capitals, nothing generic."""
     norm = normalize_term(term)
-    if not norm or _APPROACH.match(norm) or _SHORT_CAPS.match(term) or norm in G.SYNONYM_STOPLIST:
+    if not norm or _APPROACH.match(norm) or _SHORT_CAPS.match(term) or norm in M.SYNONYM_STOPLIST:
         return False
     return not (" " not in norm and _ADJECTIVE_WORD.search(norm))
 
@@ -156,17 +162,17 @@ def _collect(cids: dict, concepts: dict, axis: str, cid_list: tuple[int, ...]) -
     for (scheme, code), pairs in members.items():
         key = f"{scheme}:{code}"
         extra = [(k, m) for k, m in others.get((scheme, code), []) if (k, m) not in pairs]
-        name = G.PREFERRED_NAMES.get(key) or _choose_name([m for _, m in pairs], [m for _, m in extra])
-        if key in G.PREFERRED_NAMES and name not in [m for _, m in pairs + extra]:
-            raise MedrayError(f"dicom_groups.PREFERRED_NAMES[{key!r}] is not a pydicom meaning of {key}")
+        name = M.PREFERRED_NAMES.get(key) or _choose_name([m for _, m in pairs], [m for _, m in extra])
+        if key in M.PREFERRED_NAMES and name not in [m for _, m in pairs + extra]:
+            raise MedrayError(f"dicom_modality_groups.PREFERRED_NAMES[{key!r}] is not a pydicom meaning of {key}")
         derived = [m for _, m in pairs] + [t for _, m in extra if (t := _clean(m))]
-        derived += [_clean(_keyword_words(k)) for k, _ in pairs if k not in G.KEYWORD_SYNONYM_SKIP]
+        derived += [_clean(_keyword_words(k)) for k, _ in pairs if k not in _KEYWORD_SYNONYM_SKIP]
         synonyms = [t for t in derived if t and _derived_synonym_ok(t)]
-        if scheme == "DCM" and code in G.SAFE_ABBREVIATIONS:
+        if scheme == "DCM" and code in M.SAFE_ABBREVIATIONS:
             synonyms.append(code)
         keywords = [k for k, _ in pairs] + [k for k, _ in extra]
         for kw in keywords:
-            synonyms += G.EXTRA_SYNONYMS.get(kw, [])
+            synonyms += _EXTRA_SYNONYMS.get(kw, [])
         out.append(_Concept(key, axis, code, name, keywords, synonyms))
     return out
 
@@ -184,14 +190,14 @@ def _rule_group(name: str, rules: list[tuple[str, str]], fallback: str) -> str:
 def _place_anatomy(concepts: list[_Concept]) -> None:
     by_kw = _index(concepts)
     for c in concepts:
-        explicit = [G.ANATOMY_EXPLICIT[k] for k in c.keywords if k in G.ANATOMY_EXPLICIT]
-        c.group = explicit[0] if explicit else _rule_group(c.name, G.ANATOMY_RULES, G.ANATOMY_OTHER)
-        parents = [by_kw[G.ANATOMY_NEST[k]] for k in c.keywords if G.ANATOMY_NEST.get(k) in by_kw]
+        explicit = [A.ANATOMY_EXPLICIT[k] for k in c.keywords if k in A.ANATOMY_EXPLICIT]
+        c.group = explicit[0] if explicit else _rule_group(c.name, A.ANATOMY_RULES, A.ANATOMY_OTHER)
+        parents = [by_kw[A.ANATOMY_NEST[k]] for k in c.keywords if A.ANATOMY_NEST.get(k) in by_kw]
         c.parent = parents[0].key if parents else None
     for c in concepts:
         if c.parent is not None:
             continue
-        for slug, pattern, parent_kw in G.ANATOMY_NEST_RULES:
+        for slug, pattern, parent_kw in A.ANATOMY_NEST_RULES:
             parent = by_kw.get(parent_kw)
             if (slug == c.group and parent is not None and parent is not c
                     and parent.group == slug and re.search(pattern, c.name.lower())):
@@ -202,8 +208,8 @@ def _place_anatomy(concepts: list[_Concept]) -> None:
 def _place_modality(concepts: list[_Concept]) -> None:
     by_code = {c.code: c for c in concepts}
     for c in concepts:
-        c.group = G.MODALITY_EXPLICIT.get(c.code) or _rule_group(c.name, G.MODALITY_RULES, G.MODALITY_OTHER)
-        parent = by_code.get(G.MODALITY_NEST.get(c.code, ""))
+        c.group = M.MODALITY_EXPLICIT.get(c.code) or _rule_group(c.name, M.MODALITY_RULES, M.MODALITY_OTHER)
+        parent = by_code.get(M.MODALITY_NEST.get(c.code, ""))
         c.parent = parent.key if parent is not None else None
 
 
@@ -213,7 +219,7 @@ def _add_chest_structures(anatomy: list[_Concept], concepts: dict) -> list[_Conc
     by_kw = _index(anatomy)
     sct = _sct_name_index(concepts)
     made: dict[str, _Concept] = {}
-    for slug, name, parent, synonyms in G.CHEST_STRUCTURES:
+    for slug, name, parent, synonyms in A.CHEST_STRUCTURES:
         same = by_name.get(normalize_term(name))
         if same is not None:
             same.synonyms += synonyms
@@ -225,7 +231,7 @@ def _add_chest_structures(anatomy: list[_Concept], concepts: dict) -> list[_Conc
         elif parent in by_kw:
             parent_key = by_kw[parent].key
         else:
-            raise MedrayError(f"dicom_groups.CHEST_STRUCTURES {slug!r}: parent {parent!r} names no concept")
+            raise MedrayError(f"dicom_anatomy_groups.CHEST_STRUCTURES {slug!r}: parent {parent!r} names no concept")
         code = sct.get(normalize_term(name))
         made[slug] = _Concept(
             f"MEDRAY:anatomy/{slug}", "anatomy", "", name, [], list(synonyms),
@@ -253,7 +259,7 @@ def _settle_groups(concepts: list[_Concept]) -> None:
         while cur.parent is not None:
             cur = by_key[cur.parent]
             if cur.key in chain:
-                raise MedrayError(f"dicom_groups nesting has a cycle: {' -> '.join([*chain, cur.key])}")
+                raise MedrayError(f"dicom group tables' nesting has a cycle: {' -> '.join([*chain, cur.key])}")
             chain.append(cur.key)
         c.group = cur.group
 
@@ -261,7 +267,7 @@ def _settle_groups(concepts: list[_Concept]) -> None:
 def _dedupe_synonyms(concepts: list[_Concept]) -> None:
     """Keep a synonym only where it names one concept and no concept's or group's name."""
     names = {normalize_term(c.name) for c in concepts}
-    names |= {normalize_term(n) for _, n in (*G.ANATOMY_GROUPS, *G.MODALITY_GROUPS)}
+    names |= {normalize_term(n) for _, n in (*A.ANATOMY_GROUPS, *M.MODALITY_GROUPS)}
     owners: dict[str, set[str]] = {}
     for c in concepts:
         for s in c.synonyms:
@@ -314,9 +320,9 @@ def dicom_nodes(**options) -> Iterator[SourceNode]:
     for axis_concepts in (anatomy, modality):
         _settle_groups(axis_concepts)
     _dedupe_synonyms(anatomy + modality)
-    for axis_concepts, groups in ((anatomy, G.ANATOMY_GROUPS), (modality, G.MODALITY_GROUPS)):
+    for axis_concepts, groups in ((anatomy, A.ANATOMY_GROUPS), (modality, M.MODALITY_GROUPS)):
         bad = sorted({c.group for c in axis_concepts} - {slug for slug, _ in groups})
         if bad:
-            raise MedrayError(f"dicom_groups places concepts in undeclared groups: {', '.join(bad)}")
-    yield from _emit("anatomy", G.ANATOMY_GROUPS, anatomy)
-    yield from _emit("modality", G.MODALITY_GROUPS, modality)
+            raise MedrayError(f"dicom group tables place concepts in undeclared groups: {', '.join(bad)}")
+    yield from _emit("anatomy", A.ANATOMY_GROUPS, anatomy)
+    yield from _emit("modality", M.MODALITY_GROUPS, modality)

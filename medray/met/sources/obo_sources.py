@@ -18,16 +18,19 @@ SYMP_ROOT = "SYMP:0000462"  # "symptom"
 
 
 def _depths(onto: OboOntology, root: str) -> dict[str, int]:
+    """Longest-path depth below `root` (so every parent is shallower than its child)."""
     kids = onto.children_map()
-    depth, frontier = {root: 0}, [root]
-    while frontier:
-        nxt = []
-        for node in frontier:
-            for child in kids.get(node, ()):
-                if child not in depth:
-                    depth[child] = depth[node] + 1
-                    nxt.append(child)
-        frontier = nxt
+    under = set(onto.descendants(root))
+    pending = {t: sum(1 for p in onto.terms[t].is_a if p in under) for t in under if t != root}
+    depth, ready = {root: 0}, [root]
+    while ready:
+        node = ready.pop()
+        for child in kids.get(node, ()):
+            if child in pending:
+                depth[child] = max(depth.get(child, 0), depth[node] + 1)
+                pending[child] -= 1
+                if pending[child] == 0:
+                    ready.append(child)
     return depth
 
 

@@ -93,7 +93,7 @@ OBSERVATIONS: tuple[Observation, ...] = (
     ),
     Observation(
         "pneumothorax", "Pneumothorax", "HP:0002107",
-        ("pneumothorax", "pneumothoraces", "pneumothoraces"),
+        ("pneumothorax", "pneumothoraces"),
     ),
     Observation(
         "pleural_effusion", "Pleural effusion", "HP:0002202",
