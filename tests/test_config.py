@@ -218,13 +218,9 @@ def test_schema_must_be_a_dataclass():
         load_config(dict)
 
 
-# ---- known defects (strict xfail: they flip to failures once fixed) --------------------------
+# ---- regressions of fixed defects --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config._merge only catches OmegaConf errors: a top-level YAML list raises TypeError",
-)
 def test_yaml_that_is_not_a_mapping(tmp_path):
     path = tmp_path / "list.yaml"
     path.write_text("- 1\n- 2\n", encoding="utf-8")
@@ -233,10 +229,6 @@ def test_yaml_that_is_not_a_mapping(tmp_path):
     assert info.value.source == str(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a scalar for a nested dataclass fails with key '?' (the merge error has no full_key)",
-)
 def test_scalar_for_a_section_names_the_key(yaml_file):
     with pytest.raises(ConfigError) as info:
         load_config(Job, yaml_file, ["optim=3"])

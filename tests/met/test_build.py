@@ -165,10 +165,6 @@ def test_save_load_round_trip(met_tree, tmp_path):
     assert loaded.by_name("fluid around lungs") == ["HP:0002202"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Tree.save calls path.endswith: a pathlib.Path fails after the parquet is written",
-)
 def test_save_accepts_a_pathlib_path(tiny_tree, tmp_path):
     tiny_tree.save(tmp_path / "tiny.parquet")
     assert (tmp_path / "tiny.summary.json").is_file()

@@ -404,14 +404,9 @@ def test_tiny_labels(tiny_tree, tiny_matcher):
     assert len(labels) == 14
 
 
-# ---- known defects (strict xfail: they flip to failures once fixed) ----------------------------
+# ---- regressions of fixed defects ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="wordcodes.encode_batch only counts two adjacent '\\n' as a blank line: "
-    "CRLF ('\\r\\n\\r\\n') and whitespace-only lines do not end the sentence",
-)
 @pytest.mark.parametrize("gap", ["\r\n\r\n", "\n \n"])
 def test_blank_line_variants_end_a_sentence(tiny_matcher, gap):
     assert assertions(tiny_matcher, f"No pneumothorax{gap}Pleural effusion.") == {
@@ -420,11 +415,6 @@ def test_blank_line_variants_end_a_sentence(tiny_matcher, gap):
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="normalize.py maps only code points < U+3000: the ideographic space/full stop "
-    "and fullwidth punctuation stay word characters",
-)
 @pytest.mark.parametrize(
     "text", ["肺 pleural effusion。", "pleural\u3000effusion", "pleural effusion\uff0c"]
 )

@@ -161,11 +161,6 @@ def test_hpo_pleural_effusion(hpo):
     assert pe.parent in ("HP:0000969", "HP:0002103")  # one of its two is_a parents
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="obo_sources._tree_nodes keeps only parents with a smaller *shortest-path* depth, "
-    "so it always picks a shallowest parent, not the deepest one its docstring promises",
-)
 def test_hpo_keeps_the_deepest_parent(hpo):
     # Pleural effusion is_a Edema (HP:0000969, 4 levels under HP:0000118) and
     # Abnormal pleura morphology (HP:0002103, 5 levels): the narrowest branch is the pleura.
