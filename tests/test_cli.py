@@ -110,3 +110,16 @@ def test_bench_met_match_prints_figures_beside_baseline(small_tree: Path):
     assert result["speedup_vs_baseline"] > 0
     assert result["build"]["synthetic_3000"]["surfaces"] == 3000
     assert result["build"]["full_tree"]["build_s"] >= 0
+
+
+def test_unknown_axis_in_grow_config_is_named(tmp_path: Path):
+    proc = medray("met", "grow", "conf/met/grow.yaml", "axes=[disease,organ]", check=False)
+    assert proc.returncode == 2
+    assert "'axes'" in proc.stderr and "organ" in proc.stderr
+
+
+def test_coverage_entities_with_an_unknown_axis_name_the_line(small_tree: Path, tmp_path: Path):
+    entities = tmp_path / "entities.tsv"
+    entities.write_text("pleural effusion\tsymptom\nlung\torgan\n")
+    proc = medray("met", "coverage", "--entities", str(entities), "--tree", str(small_tree), check=False)
+    assert proc.returncode == 2 and f"{entities}:2" in proc.stderr and "organ" in proc.stderr
