@@ -27,9 +27,21 @@ import numpy as np
 import pyarrow as pa
 
 from medray.errors import MedrayError
+from medray.met.attach_rules import (
+    LexicalIndex,
+    content_words,
+    contradiction,
+    not_narrower,
+    sibling_reason,
+)
 from medray.met.embed import Embedder, topk_cosine
 from medray.met.literature import default_hpo_path, literature_corpus
-from medray.met.mining import count_candidates_ray, mine_candidates
+from medray.met.mining import (
+    count_candidates_ray,
+    fragment_shares,
+    is_generic_phrase,
+    mine_candidates,
+)
 from medray.met.normalize import normalize_term
 from medray.met.tree import AXES, ROOT_ID, SCHEMA, Tree, axis_node_id, check_axis
 
@@ -116,29 +128,41 @@ def grown_node_id(axis: str, term: str) -> str:
     return f"MET:grow:{check_axis(axis)}:{digest}"
 
 
-_FILLER = frozenset("of the and or in with without by due to other unspecified nos nec not elsewhere classified".split())
-
-
-def _content_words(text: str) -> set[str]:
-    words = normalize_term(text).split()
-    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "is")) else w
-            for w in words if w not in _FILLER}  # fmt: skip
-
-
-def _not_narrower(term: str, parent_name: str) -> bool:
-    """True when every content word of `term` is in `parent_name`: the term is not more specific."""
-    return _content_words(term) <= _content_words(parent_name)
-
-
-def _no_shared_word(term: str, parent_name: str) -> bool:
-    return not (_content_words(term) & _content_words(parent_name))
-
-
 def _one_path(ids: list[str], tree: Tree) -> bool:
     """True when every pair of ids lies on one root path (so they do not conflict)."""
     lines = [{nid, *tree.ancestors(nid)} for nid in ids]
     return all(a in lines[j] or b in lines[i]
                for i, a in enumerate(ids) for j, b in enumerate(ids) if i < j)  # fmt: skip
+
+
+def _filters(term: str, require_narrower: bool, require_shared_word: bool) -> list[tuple[str, Callable]]:
+    """(bucket, fails(parent name) -> falsy or a reason) in the order they are applied."""
+    words = content_words(term)
+    out: list[tuple[str, Callable]] = []
+    if require_narrower:
+        out.append(("broader_or_same", lambda name: not_narrower(term, name)))
+    if require_shared_word:
+        out.append(("no_shared_word", lambda name: not (words & content_words(name))))
+    if require_narrower:
+        out += [("contradictory_modifier", lambda name: contradiction(term, name)),
+                ("sibling_or_broader", lambda name: sibling_reason(term, name))]  # fmt: skip
+    return out
+
+
+def _prune(fresh: list, merged: dict[str, int], fragment_share: float | None, drop_generic: bool,
+           buckets: dict[str, list]) -> list:  # fmt: skip
+    """Drop cut-off fragments and vague generic phrases before embedding (mining rules)."""
+    shares = fragment_shares(merged, [k for _, k in fresh]) if fragment_share is not None else {}
+    kept = []
+    for count, term in fresh:
+        share = shares.get(term, 0.0)
+        if fragment_share is not None and share >= fragment_share:
+            buckets["fragment"].append({"term": term, "count": count, "share": round(share, 3)})
+        elif drop_generic and is_generic_phrase(term):
+            buckets["generic_phrase"].append({"term": term, "count": count})
+        else:
+            kept.append((count, term))
+    return kept
 
 
 def grow_tree(
@@ -156,26 +180,41 @@ def grow_tree(
     require_narrower: bool = True,
     require_shared_word: bool = False,
     parent_max_level: int | None = None,
+    lexical: bool = True,
+    fragment_share: float | None = 0.75,
+    drop_generic: bool = True,
     examples: int = 10,
 ) -> tuple[Tree, dict]:
     """Attach counted candidates under their nearest existing nodes.
 
     Candidates are merged by normal form (which becomes the node's name), and
     each lands in exactly one bucket: below_min_count, already_in_tree (names a
-    node or synonym), below_threshold (best cosine < attach_threshold),
-    broader_or_same, arbiter_rejected, or attached. Parents are the existing
-    nodes of `axes` below the axis nodes; grown nodes attach to the frozen
-    skeleton, never to each other in one call. Of the `max_options` nearest
-    nodes above the threshold, those whose content words include all of the
-    candidate's ("ulcer" vs "Gastric ulcer") cannot be its parent (a child
-    must be narrower; `require_narrower=False` turns this off); when none is
-    left the candidate is `broader_or_same`. `require_shared_word=True` also
-    drops parents sharing no content word with the candidate (bucket
-    `no_shared_word`): a precision guard for small embedders, which put
-    "rhinitis" near "urticaria". When the remaining parents within
-    `ambiguity_margin` of the best are not all on one root path, the arbiter
-    picks among them (counted as `arbitrated`); otherwise the nearest wins.
-    New rows come after the old ones, most mentioned first.
+    node or synonym), fragment (at least `fragment_share` of its occurrences
+    end a longer candidate: "use disorder"), generic_phrase (vague modifier +
+    generic head: "structural anomaly"; `drop_generic`), below_threshold (best
+    cosine < attach_threshold), broader_or_same, no_shared_word,
+    contradictory_modifier, sibling_or_broader, arbiter_rejected, or attached.
+    Parents are the existing nodes of `axes` below the axis nodes, at most
+    `parent_max_level` deep; grown nodes attach to the frozen skeleton, never
+    to each other in one call.
+
+    The options are the `max_options` nearest nodes above the threshold plus,
+    with `lexical`, the lexical hypernyms (`attach_rules.LexicalIndex`: a node
+    whose content words, qualifiers stripped, are a proper subset of the
+    candidate's and hold its head; "Pain" for "rest pain") above the threshold.
+    With `require_narrower` (the default) an option is dropped when it is not
+    narrower-than (every candidate word in its name: `broader_or_same`, also
+    when a node names the candidate up to qualifiers), when it has a
+    contradictory modifier (benign/malignant, acute/chronic, X/non-X:
+    `contradictory_modifier`), or when it carries a modifier the candidate
+    lacks or a different head ("Ebstein's anomaly" for "structural anomaly":
+    `sibling_or_broader`). `require_shared_word=True` also drops options
+    sharing no content word (`no_shared_word`). The bucket is that of the
+    check that removed the last option. Of the rest, those covering the most
+    candidate words win, lexical hypernyms before embedding neighbours; when
+    the ones within `ambiguity_margin` of the best are not all on one root
+    path, the arbiter picks (counted as `arbitrated`). New rows come after the
+    old ones, most mentioned first; provenance records score, match and reason.
     """
     axes = [check_axis(a) for a in (axes or AXES)]
     judge = resolve_arbiter(arbiter)
@@ -189,9 +228,13 @@ def grow_tree(
     report: dict = {"candidates": len(merged), "mentions": sum(merged.values()),
                     "below_min_count": len(merged) - len(frequent),
                     "already_in_tree": len(frequent) - len(fresh)}  # fmt: skip
+    kinds = ("fragment", "generic_phrase", "below_threshold", "broader_or_same", "no_shared_word",
+             "contradictory_modifier", "sibling_or_broader", "lexical", "arbitrated", "arbiter_rejected", "attached")  # fmt: skip
+    buckets: dict[str, list] = {k: [] for k in kinds}
+    fresh = _prune(fresh, merged, fragment_share, drop_generic, buckets)
 
     skip = {ROOT_ID, *(axis_node_id(a) for a in AXES)}
-    cols = tree.table.select(["node_id", "axis", "name", "level"]).to_pydict()
+    cols = tree.table.select(["node_id", "axis", "name", "level", "synonyms"]).to_pydict()
     max_level = parent_max_level if parent_max_level is not None else 1 << 30
     parents = [i for i, nid in enumerate(cols["node_id"])
                if nid not in skip and cols["axis"][i] in axes and cols["name"][i]
@@ -199,32 +242,43 @@ def grow_tree(
     if fresh and not parents:
         raise MedrayError(f"no nodes below the axis nodes on axes {', '.join(axes)} to attach to")
 
-    kinds = ("below_threshold", "broader_or_same", "no_shared_word", "arbitrated", "arbiter_rejected", "attached")
-    buckets: dict[str, list] = {k: [] for k in kinds}
     rows: list[dict] = []
     if fresh:
         cand_vec = embedder.encode([k for _, k in fresh])
         par_vec = embedder.encode([cols["name"][i] for i in parents])
         top_i, top_s = topk_cosine(cand_vec, par_vec, k=min(max_options, len(parents)))
-        for (count, term), idx, scores in zip(fresh, top_i, top_s, strict=True):
+        names = [cols["name"][i] for i in parents]
+        index = LexicalIndex(names, [cols["synonyms"][i] for i in parents]) if lexical else None
+        for (count, term), vec, idx, scores in zip(fresh, cand_vec, top_i, top_s, strict=True):
             best = float(scores[0])
+            nearest = names[idx[0]]
             if best < attach_threshold:
-                nearest = cols["name"][parents[idx[0]]]
                 buckets["below_threshold"].append({"term": term, "count": count, "nearest": nearest, "score": round(best, 4)})
                 continue
-            valid = [(j, round(float(s), 4)) for j, s in zip(idx, scores, strict=True) if j >= 0 and s >= attach_threshold]
-            for bucket, check, fails in (("broader_or_same", require_narrower, _not_narrower),
-                                         ("no_shared_word", require_shared_word, _no_shared_word)):  # fmt: skip
-                if check and valid:
-                    valid = [(j, s) for j, s in valid if not fails(term, cols["name"][parents[j]])]
-                    if not valid:
-                        nearest = cols["name"][parents[idx[0]]]
-                        buckets[bucket].append({"term": term, "count": count, "nearest": nearest, "score": round(best, 4)})
+            same = index.same(term) if index is not None and require_narrower else []
+            if same:
+                buckets["broader_or_same"].append({"term": term, "count": count, "nearest": names[same[0]],
+                                                   "score": round(float(par_vec[same[0]] @ vec), 4), "reason": "same words"})  # fmt: skip
+                continue
+            lex = dict(index.hypernyms(term)) if index is not None else {}
+            pool = {int(j): round(float(s), 4) for j, s in zip(idx, scores, strict=True) if j >= 0 and s >= attach_threshold}
+            pool |= {j: round(float(par_vec[j] @ vec), 4) for j in lex}
+            valid = sorted(((j, s) for j, s in pool.items() if s >= attach_threshold), key=lambda o: (-o[1], o[0]))
+            for bucket, fails in _filters(term, require_narrower, require_shared_word):
+                why = [fails(names[j]) for j, _ in valid]
+                if valid and all(why):
+                    buckets[bucket].append({"term": term, "count": count, "nearest": names[valid[0][0]],
+                                            "score": valid[0][1], "reason": why[0] if isinstance(why[0], str) else bucket})  # fmt: skip
+                valid = [o for o, w in zip(valid, why, strict=True) if not w]
             if not valid:
                 continue
-            valid = [(cols["node_id"][parents[j]], s) for j, s in valid]
-            options = [o for o in valid if o[1] >= valid[0][1] - ambiguity_margin]
-            chosen, reason, decided_by = options[0][0], "nearest node", "nearest"
+            words = content_words(term)
+            rank = {j: (lex.get(j) or len(words & content_words(names[j])), j in lex) for j, _ in valid}
+            top = max(rank.values())
+            group = [(j, s) for j, s in valid if rank[j] == top]
+            options = [(cols["node_id"][parents[j]], s) for j, s in group if s >= group[0][1] - ambiguity_margin]
+            match = "lexical" if top[1] else "embedding"
+            chosen, reason, decided_by = options[0][0], "lexical hypernym" if top[1] else "nearest node", "nearest"
             if len(options) > 1 and not _one_path([o[0] for o in options], tree):
                 chosen, reason = judge.decide(term, options, tree)
                 decided_by = judge.name
@@ -238,14 +292,17 @@ def grow_tree(
             second = float(scores[1]) if len(scores) > 1 and np.isfinite(scores[1]) else None
             provenance = {"corpus": source_label, "count": count, "parent_score": dict(options)[chosen],
                           "second_score": None if second is None else round(second, 4),
-                          "decided_by": decided_by, "reason": reason}  # fmt: skip
+                          "decided_by": decided_by, "reason": reason, "match": match}  # fmt: skip
             rows.append({
                 "node_id": grown_node_id(parent.axis, term), "parent_id": chosen, "axis": parent.axis,
                 "level": parent.level + 1, "name": term, "synonyms": [], "codes": [],
                 "sources": [source_label], "absent_forms": [],
                 "provenance": json.dumps(provenance, sort_keys=True),
             })  # fmt: skip
-            buckets["attached"].append({"term": term, "parent": parent.name, "score": provenance["parent_score"], "count": count})
+            entry = {"term": term, "parent": parent.name, "score": provenance["parent_score"], "count": count, "match": match}
+            buckets["attached"].append(entry)
+            if match == "lexical":
+                buckets["lexical"].append(entry)
 
     new_ids = Counter(r["node_id"] for r in rows)
     clash = {i for i, n in new_ids.items() if n > 1 or i in tree}
@@ -259,6 +316,7 @@ def grow_tree(
         "examples": {name: items[:examples] for name, items in buckets.items()},
         "settings": {"min_count": min_count, "attach_threshold": attach_threshold, "ambiguity_margin": ambiguity_margin,
                      "require_narrower": require_narrower, "require_shared_word": require_shared_word,
-                     "arbiter": judge.name, "source_label": source_label},
+                     "lexical": lexical, "fragment_share": fragment_share, "drop_generic": drop_generic,
+                     "parent_max_level": parent_max_level, "arbiter": judge.name, "source_label": source_label},
     }  # fmt: skip
     return new_tree, report

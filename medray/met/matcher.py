@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import ahocorasick
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from medray.errors import MedrayError
 from medray.met.cues import POST_NEG, POST_UNC, PRE_NEG, PRE_UNC, PSEUDO, TERMINATE, cue_masks
@@ -157,15 +158,30 @@ class Matcher:
 
     def match_batch(self, texts: Iterable[str | None] | pa.Array | pa.ChunkedArray) -> pa.Table:
         """Hits of a batch of texts: doc index, node id, span, surface, assertion."""
+        return self.count_tokens_and_match(texts)[0]
+
+    def count_tokens_and_match(self, texts: Iterable[str | None] | pa.Array | pa.ChunkedArray) -> tuple[pa.Table, int]:
+        """`match_batch` plus the number of words seen (for throughput figures).
+
+        ASCII documents are matched apart from the others: their characters
+        fit one byte, which makes every vectorised pass four times lighter.
+        """
         if isinstance(texts, (pa.Array, pa.ChunkedArray)):
             texts = texts.to_pylist()
         texts = ["" if t is None else t for t in texts]
-        table, _ = self._match_joined(texts)
-        return table
-
-    def count_tokens_and_match(self, texts: list[str]) -> tuple[pa.Table, int]:
-        """`match_batch` plus the number of words seen (for throughput figures)."""
-        return self._match_joined(["" if t is None else t for t in texts])
+        ascii_docs = [i for i, t in enumerate(texts) if t.isascii()]
+        if len(ascii_docs) in (0, len(texts)):
+            return self._match_joined(texts)
+        ascii_set = set(ascii_docs)
+        other_docs = [i for i in range(len(texts)) if i not in ascii_set]
+        parts, words = [], 0
+        for group in (ascii_docs, other_docs):
+            table, n = self._match_joined([texts[i] for i in group])
+            words += n
+            remap = np.asarray(group, dtype=np.int32)[table.column("doc").to_numpy()]
+            parts.append(table.set_column(0, "doc", pa.array(remap, pa.int32())))
+        merged = pa.concat_tables(parts)
+        return merged.take(pc.sort_indices(merged, [("doc", "ascending"), ("start", "ascending")])), words
 
     def _match_joined(self, texts: list[str]) -> tuple[pa.Table, int]:
         joined = "\n\n".join(texts)  # a blank line: documents never share a sentence
@@ -184,14 +200,13 @@ class Matcher:
         doc_starts = np.cumsum([0] + [len(t) + 2 for t in texts[:-1]])
         doc = np.searchsorted(doc_starts, char_start, side="right") - 1
         offset = doc_starts[doc]
-        surfaces = [joined[s:e] for s, e in zip(char_start.tolist(), char_end.tolist())]
         table = pa.Table.from_arrays(
             [
                 pa.array(doc, pa.int32()),
                 self.node_ids.take(pa.array(self.surface_node[surface])),
                 pa.array(char_start - offset, pa.int32()),
                 pa.array(char_end - offset, pa.int32()),
-                pa.array(surfaces, pa.string()),
+                _slices(joined, char_start, char_end),
                 pa.array(np.asarray(ASSERTIONS, dtype=object)[assertion], pa.string()),
             ],
             schema=HIT_SCHEMA,
@@ -245,6 +260,18 @@ class Matcher:
         out[negated] = ABSENT
         out[uncertain] = UNCERTAIN
         return out
+
+
+def _slices(text: str, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """text[s:e] for every span, as an Arrow string array; gathered with NumPy for ASCII text."""
+    if not text.isascii():
+        return pa.array([text[s:e] for s, e in zip(starts.tolist(), ends.tolist())], pa.string())
+    lengths = (ends - starts).astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    data = np.frombuffer(text.encode("ascii"), dtype=np.uint8)[index]
+    return pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))
 
 
 def _rebuild(terms, min_chars, pre_window, post_window) -> Matcher:

@@ -19,7 +19,7 @@ import pyarrow as pa
 from medray.errors import MedrayError
 from medray.met.normalize import normalize_term
 
-__all__ = ["RULES", "MiningRules", "count_candidates_ray", "mine_candidates"]
+__all__ = ["RULES", "MiningRules", "count_candidates_ray", "fragment_shares", "is_generic_phrase", "mine_candidates"]
 
 # ---- 1. candidate mining ---------------------------------------------------------
 
@@ -74,12 +74,19 @@ class MiningRules:
         "involved related based leading termed referred including followed presence absence "
         "type form forms kind sign signs symptom symptoms feature features manifestation "
         "history risk result results degree because secondary primarily especially like "
-        "unlike including e g i".split()
+        "unlike including e g i see word term".split()
     )
     leading_drop: frozenset[str] = frozenset(
         "severe mild moderate marked significant possible probable suspected known new "
         "unspecified various multiple several certain rare common typical classic classical "
-        "isolated recurrent persistent frequent occasional early late".split()
+        "isolated recurrent persistent frequent occasional early late current specified".split()
+    )
+    # modifiers too vague to make a generic head a concept: "structural anomaly", "developmental defect"
+    vague_modifiers: frozenset[str] = frozenset(
+        "structural functional developmental congenital acquired morphological morphologic "
+        "physiological physiologic anatomical anatomic clinical general specific nonspecific "
+        "increased decreased reduced elevated abnormal certain underlying additional primary "
+        "secondary various".split()
     )
     max_words: int = 4
 
@@ -162,6 +169,36 @@ def mine_candidates(texts: Iterable[str], rules: MiningRules = RULES) -> Counter
                 if key:
                     out[key] += 1
     return out
+
+
+def is_generic_phrase(term: str, rules: MiningRules = RULES) -> bool:
+    """True for a generic head behind only vague modifiers ("structural anomaly", "developmental
+    defect"): too unspecific to be a node. A specific head keeps it ("developmental hypoplasia")."""
+    words = normalize_term(term).split()
+    if len(words) < 2:
+        return False
+    _, kind = _singular_head(words[-1], rules)
+    return kind == "generic" and all(w in rules.vague_modifiers for w in words[:-1])
+
+
+def fragment_shares(counts: dict[str, int], terms: Iterable[str]) -> dict[str, float]:
+    """For each multi-word term, the share of its occurrences that are the tail of a longer candidate.
+
+    A term's occurrences are its own count plus the counts of the candidates
+    it ends ("use disorder" in "alcohol use disorder"); 0.79 for "use disorder"
+    on the HPO + ICD-10-CM corpus, where it is mostly a cut-off fragment.
+    Single words are left out: suffix heads are counted inside longer phrases on purpose.
+    """
+    wanted = {t for t in terms if " " in t}
+    nested = dict.fromkeys(wanted, 0)
+    if wanted:
+        for term, count in counts.items():
+            words = term.split()
+            for i in range(1, len(words) - 1):
+                tail = " ".join(words[i:])
+                if tail in nested:
+                    nested[tail] += int(count)
+    return {t: n / (n + int(counts.get(t, 0))) if n else 0.0 for t, n in nested.items()}
 
 
 # ---- 2. counting over a corpus with Ray Data -------------------------------------------

@@ -36,6 +36,50 @@ def word_hash(word: str) -> int:
     return h
 
 
+_MIX = 0x9E3779B97F4A7C15
+
+
+def ascii_word_key(word: str) -> int:
+    """Key of an ASCII word: its bytes little-endian when <= 8, else 8-byte chunks mixed with the length."""
+    data = word.encode("ascii")
+    key = int.from_bytes(data[:8], "little")
+    if len(data) > 8:
+        for i in range(8, len(data), 8):
+            key = ((key * _MIX) + int.from_bytes(data[i:i + 8], "little")) & _MASK
+        key = (key ^ len(data)) & _MASK
+        key |= 1 << 63 if key < 1 << 56 else 0  # keep mixed keys out of the exact short-word range
+    return key
+
+
+def ascii_word_keys(chars: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """`ascii_word_key` for every word of a byte array: a few gathers per word, none per character."""
+    padded = np.concatenate((chars, np.zeros(16, dtype=np.uint8)))
+    view = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded.data, strides=(1,))  # unaligned 8-byte loads
+    length = (ends - starts).astype(np.int64)
+
+    def chunk(offset: int, sel: np.ndarray) -> np.ndarray:
+        rest = np.minimum(length[sel] - offset, 8)
+        mask = np.where(rest >= 8, np.uint64(_MASK), (np.uint64(1) << (np.uint64(8) * rest.astype(np.uint64))) - np.uint64(1))
+        return view[starts[sel] + offset] & mask
+
+    keys = chunk(0, np.arange(len(starts)))
+    longer = np.flatnonzero(length > 8)
+    if len(longer):
+        mixed = keys[longer]
+        offset = 8
+        while True:
+            active = length[longer] > offset
+            if not active.any():
+                break
+            sel = longer[active]
+            mixed[active] = mixed[active] * np.uint64(_MIX) + chunk(offset, sel)
+            offset += 8
+        mixed ^= length[longer].astype(np.uint64)
+        mixed |= np.where(mixed < np.uint64(1 << 56), np.uint64(1 << 63), np.uint64(0))
+        keys[longer] = mixed
+    return keys
+
+
 def code_width(vocab_size: int) -> int:
     width = 2
     while BASE**width <= vocab_size + 1:
@@ -78,6 +122,11 @@ class Vocabulary:
         if len(set(hashes.tolist())) != len(words):
             raise MedrayError("two vocabulary words share a 64-bit hash; change P in wordcodes.py")
         self.table = HashTable(hashes, np.arange(1, len(words) + 1, dtype=np.int64))
+        ascii_ids = [i + 1 for i, w in enumerate(words) if w.isascii()]
+        ascii_keys = np.array([ascii_word_key(words[i - 1]) for i in ascii_ids], dtype=np.uint64)
+        if len(set(ascii_keys.tolist())) != len(ascii_ids):
+            raise MedrayError("two vocabulary words share an ASCII key")
+        self.ascii_table = HashTable(ascii_keys, np.asarray(ascii_ids, dtype=np.int64))
         numbers = np.arange(len(words) + 1, dtype=np.int64)
         digits = np.empty((len(words) + 1, self.width), dtype=np.uint32)
         for pos in range(self.width - 1, -1, -1):
@@ -182,11 +231,14 @@ def encode_batch(norm: str, vocab: Vocabulary) -> EncodedBatch:
     if not len(starts):
         return EncodedBatch(starts, ends, sentence, "", empty)
 
-    powers = _powers(n, P)
-    prefix = np.zeros(n + 1, dtype=np.uint64)
-    np.cumsum(chars.astype(np.uint64) * powers[:n], out=prefix[1:])
-    hashes = (prefix[ends] - prefix[starts]) * _powers(n, INV_P)[starts]
-    ids = vocab.lookup(hashes)
+    if chars.dtype == np.uint8:
+        ids = np.maximum(vocab.ascii_table.get(ascii_word_keys(chars, starts, ends)), 0)
+    else:
+        powers = _powers(n, P)
+        prefix = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum(chars.astype(np.uint64) * powers[:n], out=prefix[1:])
+        hashes = (prefix[ends] - prefix[starts]) * _powers(n, INV_P)[starts]
+        ids = vocab.lookup(hashes)
 
     position = np.arange(len(ids))
     reach = vocab.reach(ids)
