@@ -173,6 +173,8 @@ def sibling_reason(term: str, parent_name: str) -> str | None:
     may not hold "acute embolism").
     """
     me, p = frozenset(parse_name(term).words), parse_name(parent_name)
+    if not p.words:
+        return "parent has no content words"
     missing = p.modifiers - me
     if missing:
         return "parent has modifier " + ", ".join(sorted(missing))

@@ -6,9 +6,12 @@ literature corpus in `medray.met.literature`; all are re-exported here):
    rule set (`mining.RULES`: suffix heads, head nouns, modifiers to strip);
 2. `count_candidates_ray` counts them over a corpus with Ray Data, without
    bringing the corpus to the driver;
-3. `grow_tree` drops rare and known candidates, embeds the rest and hangs
-   each under its nearest existing node, asking an arbiter when two parents
-   on different branches are almost equally close.
+3. `grow_tree` drops rare and known candidates, cut-off fragments and vague
+   generic phrases, embeds the rest and hangs each under a lexical hypernym
+   ("Pain" for "rest pain") or else its nearest existing node that passes the
+   word rules of `medray.met.attach_rules` (no contradictory modifier, no
+   modifier the candidate lacks), asking an arbiter when two parents on
+   different branches are almost equally good.
 
 The skeleton is frozen: existing rows are never changed, new nodes are
 appended after them, and a new node's id depends only on its axis and
@@ -243,6 +246,7 @@ def grow_tree(
         raise MedrayError(f"no nodes below the axis nodes on axes {', '.join(axes)} to attach to")
 
     rows: list[dict] = []
+    removed: Counter = Counter()  # options dropped by each check (a candidate may lose several)
     if fresh:
         cand_vec = embedder.encode([k for _, k in fresh])
         par_vec = embedder.encode([cols["name"][i] for i in parents])
@@ -269,6 +273,7 @@ def grow_tree(
                 if valid and all(why):
                     buckets[bucket].append({"term": term, "count": count, "nearest": names[valid[0][0]],
                                             "score": valid[0][1], "reason": why[0] if isinstance(why[0], str) else bucket})  # fmt: skip
+                removed[bucket] += sum(map(bool, why))
                 valid = [o for o, w in zip(valid, why, strict=True) if not w]
             if not valid:
                 continue
@@ -278,7 +283,7 @@ def grow_tree(
             group = [(j, s) for j, s in valid if rank[j] == top]
             options = [(cols["node_id"][parents[j]], s) for j, s in group if s >= group[0][1] - ambiguity_margin]
             match = "lexical" if top[1] else "embedding"
-            chosen, reason, decided_by = options[0][0], "lexical hypernym" if top[1] else "nearest node", "nearest"
+            chosen, reason, decided_by = options[0][0], *(("lexical hypernym", "lexical") if top[1] else ("nearest node", "nearest"))
             if len(options) > 1 and not _one_path([o[0] for o in options], tree):
                 chosen, reason = judge.decide(term, options, tree)
                 decided_by = judge.name
@@ -313,6 +318,7 @@ def grow_tree(
     report |= {name: len(items) for name, items in buckets.items()}
     report |= {
         "per_axis": {a: per_axis.get(a, 0) for a in axes},
+        "options_removed": {k: n for k, n in sorted(removed.items()) if n},
         "examples": {name: items[:examples] for name, items in buckets.items()},
         "settings": {"min_count": min_count, "attach_threshold": attach_threshold, "ambiguity_margin": ambiguity_margin,
                      "require_narrower": require_narrower, "require_shared_word": require_shared_word,
