@@ -93,6 +93,7 @@ def run_grow(cfg: MetGrowConfig, progress=print) -> dict:
         tree, counts, get_embedder(), min_count=cfg.min_count, attach_threshold=cfg.attach_threshold,
         ambiguity_margin=cfg.ambiguity_margin, axes=cfg.axes, arbiter=cfg.arbiter,
         require_shared_word=cfg.require_shared_word, parent_max_level=cfg.parent_max_level,
+        lexical=cfg.lexical, fragment_share=cfg.fragment_share, drop_generic=cfg.drop_generic,
         source_label="literature",
     )
     grown.save(cfg.out)

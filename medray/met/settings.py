@@ -74,6 +74,9 @@ class MetGrowConfig:
     attach_threshold: float = 0.55
     ambiguity_margin: float = 0.03
     require_shared_word: bool = True
+    lexical: bool = True  # prefer parents whose words the candidate extends ("c3 glomerulopathy" -> "glomerulopathy")
+    fragment_share: float = 0.75  # drop candidates that are this often the tail of a longer one ("use disorder")
+    drop_generic: bool = True  # drop vague modifier + generic head ("structural anomaly")
     parent_max_level: Optional[int] = None  # noqa: UP045  (attach only under nodes this shallow: faster, coarser)
     axes: list[str] = field(default_factory=lambda: ["disease", "symptom"])
     arbiter: str = "rule"
