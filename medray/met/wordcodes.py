@@ -57,12 +57,13 @@ def ascii_word_keys(chars: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> 
     view = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded.data, strides=(1,))  # unaligned 8-byte loads
     length = (ends - starts).astype(np.int64)
 
-    def chunk(offset: int, sel: np.ndarray) -> np.ndarray:
-        rest = np.minimum(length[sel] - offset, 8)
-        mask = np.where(rest >= 8, np.uint64(_MASK), (np.uint64(1) << (np.uint64(8) * rest.astype(np.uint64))) - np.uint64(1))
-        return view[starts[sel] + offset] & mask
+    def chunk(offset: int, sel: np.ndarray | None) -> np.ndarray:
+        lengths, begins = (length, starts) if sel is None else (length[sel], starts[sel])
+        rest = np.minimum(lengths - offset, 8).astype(np.uint64)
+        mask = np.where(rest >= 8, np.uint64(_MASK), (np.uint64(1) << (np.uint64(8) * rest)) - np.uint64(1))
+        return view[begins + offset] & mask
 
-    keys = chunk(0, np.arange(len(starts)))
+    keys = chunk(0, None)
     longer = np.flatnonzero(length > 8)
     if len(longer):
         mixed = keys[longer]
@@ -206,6 +207,21 @@ def _powers(n: int, base: int) -> np.ndarray:
     return table
 
 
+def _blank_lines(chars: np.ndarray, newlines: np.ndarray) -> np.ndarray:
+    """Newlines whose next non-space character is a newline ("\n\n", and " \n \n" from "\r\n\r\n")."""
+    n = len(chars)
+    out = np.zeros(n, dtype=bool)
+    pos, origin = newlines + 1, newlines
+    while len(pos):  # one step per space run length: the loop is over newlines, never over text
+        inside = pos < n
+        pos, origin = pos[inside], origin[inside]
+        c = chars[pos]
+        out[origin[c == _NEWLINE]] = True
+        spaces = c == _SPACE
+        pos, origin = pos[spaces] + 1, origin[spaces]
+    return out
+
+
 def encode_batch(norm: str, vocab: Vocabulary) -> EncodedBatch:
     """Words, sentences and the automaton input for one normalised batch string."""
     if norm.isascii():
@@ -218,10 +234,7 @@ def encode_batch(norm: str, vocab: Vocabulary) -> EncodedBatch:
     gap = mark | newline | (chars == _SPACE)
     digit = (chars >= 48) & (chars <= 57)
     decimal = mark & np.concatenate(([False], digit[:-1])) & np.concatenate((digit[1:], [False]))  # "2.5"
-    solid = np.flatnonzero(chars != _SPACE)  # a blank line may hold spaces ("\r\n\r\n" -> " \n \n")
-    after = np.concatenate((solid[1:], [n]))[newline[solid]]
-    blank_line = np.zeros(n, dtype=bool)
-    blank_line[solid[newline[solid]][(after < n) & (chars[np.minimum(after, n - 1)] == _NEWLINE)]] = True
+    blank_line = _blank_lines(chars, np.flatnonzero(newline))
     boundary = (mark & ~decimal) | blank_line
     word = ~gap
     starts = np.flatnonzero(word & np.concatenate(([True], gap[:-1])))
