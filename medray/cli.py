@@ -82,9 +82,7 @@ def met_show(ref: str = typer.Argument(..., help="Node id, code (J90, ICD10CM:J9
              as_json: bool = JsonOpt) -> None:
     """One node: path from the root, codes, synonyms, children."""
     t = _load_tree(tree)
-    node_id = t.resolve(ref) if t.by_code(ref) or ref in t else None
-    if node_id is None:
-        node_id = t.by_code(f"ICD10CM:{ref}") or t.resolve(ref)
+    node_id = (ref if ref in t else None) or t.by_code(ref) or t.by_code(f"ICD10CM:{ref}") or t.resolve(ref)
     node = t.node(node_id)
     path = [t.node(a).name for a in reversed(t.ancestors(node_id))]
     kids = t.children(node_id)
@@ -150,10 +148,10 @@ def met_grow(conf: str = typer.Argument(..., help="YAML config, e.g. conf/met/gr
     out.key_values("Growth", {"tree": result["tree"], "out": result["out"], "nodes before": result["nodes_before"],
                               "nodes after": result["nodes_after"], "seconds": result["seconds"]})
     out.table("Candidates", ("outcome", "count"), ((k, v) for k, v in report.items() if isinstance(v, int)))
-    examples = report.get("examples", {}).get("attached", []) if isinstance(report.get("examples"), dict) else []
+    examples = report["examples"].get("attached", [])
     if examples:
         out.table("Attached (examples)", ("term", "parent", "score"),
-                  ((e.get("term"), e.get("parent_name", e.get("parent")), e.get("score")) for e in examples))
+                  ((e.get("term"), e.get("parent"), e.get("score")) for e in examples))
 
 
 @met_app.command("coverage")

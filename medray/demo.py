@@ -161,8 +161,10 @@ def _grow_demo(tree_path: str, out_dir: str) -> dict:
     result = run_grow(cfg, progress=out.status)
     report = result["report"]
     out.table("Growth", ("outcome", "count"), ((k, v) for k, v in report.items() if isinstance(v, int)))
-    for example in report.get("examples", {}).get("attached", [])[:8] if isinstance(report.get("examples"), dict) else []:
-        out.status(f"  attached: {example}")
+    attached = report["examples"].get("attached", [])[:8]
+    if attached:
+        out.table("Attached (examples)", ("term", "parent", "score", "count"),
+                  ((e.get("term"), e.get("parent"), e.get("score"), e.get("count")) for e in attached))
     return {"attached": report.get("attached", 0), "nodes_after": result["nodes_after"], "out": result["out"]}
 
 

@@ -276,11 +276,3 @@ def _slices(text: str, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
 
 def _rebuild(terms, min_chars, pre_window, post_window) -> Matcher:
     return Matcher(None, min_chars=min_chars, pre_window=pre_window, post_window=post_window, _terms=terms)
-
-
-def build_matcher(tree: Tree, axes: Sequence[str] | None = None, **options) -> Matcher:
-    return Matcher(tree, axes=axes, **options)
-
-
-def normalized_surface(text: str) -> str:
-    return normalize_term(text)

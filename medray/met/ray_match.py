@@ -7,7 +7,6 @@ rebuild per actor however long the corpus is.
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 
 from medray.met.matcher import Matcher
@@ -63,8 +62,8 @@ def count_mentions_ray(dataset, matcher: Matcher, text_column: str = "text", act
 
 def present_counts(counts: pa.Table) -> dict[str, int]:
     """Mentions that assert the entity (absent ones are not data about it)."""
-    mask = np.asarray(counts["assertion"].to_pylist()) != "absent" if counts.num_rows else np.zeros(0, bool)
     out: dict[str, int] = {}
-    for nid, n in zip(np.asarray(counts["node_id"].to_pylist())[mask].tolist(), np.asarray(counts["count"])[mask].tolist()):
-        out[nid] = out.get(nid, 0) + int(n)
+    for nid, assertion, n in zip(*(counts[c].to_pylist() for c in ("node_id", "assertion", "count"))):
+        if assertion != "absent":
+            out[nid] = out.get(nid, 0) + n
     return out
