@@ -123,3 +123,21 @@ def test_coverage_entities_with_an_unknown_axis_name_the_line(small_tree: Path, 
     entities.write_text("pleural effusion\tsymptom\nlung\torgan\n")
     proc = medray("met", "coverage", "--entities", str(entities), "--tree", str(small_tree), check=False)
     assert proc.returncode == 2 and f"{entities}:2" in proc.stderr and "organ" in proc.stderr
+
+
+def test_coverage_amcs_and_corpus_frequencies(small_tree: Path, tmp_path: Path):
+    entities = tmp_path / "entities.txt"
+    entities.write_text("pleural effusion\ncomputed tomography\nleft lung\n")
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": t}) for t in [
+        "No pneumothorax. Small left pleural effusion.", "Pleural effusion is present.", "Mild cardiomegaly."] * 20) + "\n")
+    proc = medray("met", "coverage", "--entities", str(entities), "--corpus", str(corpus),
+                  "--tree", str(small_tree), "--json")
+    result = json.loads(proc.stdout)
+    amcs = result["amcs"]
+    assert amcs["forward"] == pytest.approx(1.0, abs=1e-5)  # all three entities name tree nodes
+    assert 0.0 < amcs["backward"] < amcs["forward"]
+    freq = result["frequencies"]
+    assert freq["mentions_by_assertion"] == {"present": 60, "absent": 20, "uncertain": 0}
+    top = {n["name"]: n["count"] for n in freq["top_nodes"]}
+    assert top["Pleural effusion"] == 40 and top["Cardiomegaly"] == 20
