@@ -1,12 +1,13 @@
 """Entity matcher: an Aho-Corasick automaton over the tree's normalised synonyms.
 
 Matching runs over words, not characters: each vocabulary word has a
-fixed-width code of base-64 digits (each digit position from its own
+fixed-width code of small digits (each digit position from its own
 character range, so a match can only start on a word), a batch becomes one
 string of word codes with runs of unknown words collapsed (`wordcodes.py`),
 and pyahocorasick's `iter_long` gives the longest non-overlapping matches.
-Word boundaries are exact by construction, and no trie node has more than
-64 children (pyahocorasick scans children linearly). Assertions (present /
+Word boundaries are exact by construction, and no trie node has more
+children than the digit base, about the cube root of the vocabulary
+(pyahocorasick scans a node's children one by one). Assertions (present /
 absent / uncertain) are decided for all hits of a batch at once with NumPy
 searches over the hits of a second, small cue automaton (`cues.py`), scoped
 to the sentence.

@@ -22,7 +22,7 @@ from medray.met.normalize import SENTENCE_MARK
 
 P = 0x100000001B3  # odd, so it has an inverse modulo 2^64
 INV_P = pow(P, -1, 2**64)
-BASE = 64
+MAX_BASE = 64
 DIGIT_RANGE = 0x100  # digit position p is drawn from code points 0x100*(p+1) + 0..63
 _MASK = 2**64 - 1
 _MARK, _SPACE, _NEWLINE = ord(SENTENCE_MARK), ord(" "), ord("\n")
@@ -81,13 +81,21 @@ def ascii_word_keys(chars: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> 
     return keys
 
 
-def code_width(vocab_size: int) -> int:
-    width = 2
-    while BASE**width <= vocab_size + 1:
+def code_shape(vocab_size: int) -> tuple[int, int]:
+    """(base, width) of the word codes: 3 digits or more, each digit as small as the vocabulary allows.
+
+    A trie node's children are scanned one by one, so the base (the most
+    children a node can have) is kept near the cube root of the vocabulary.
+    """
+    width = 3
+    while MAX_BASE**width <= vocab_size + 1:
         width += 1
     if width > 8:
         raise MedrayError("the matcher's vocabulary is too large to encode")
-    return width
+    base = 2
+    while base**width <= vocab_size + 1:
+        base += 1
+    return base, width
 
 
 class HashTable:
@@ -118,7 +126,7 @@ class Vocabulary:
 
     def __init__(self, words: list[str], phrases: list[str]):
         self.words = words
-        self.width = code_width(len(words))
+        self.base, self.width = code_shape(len(words))
         hashes = np.array([word_hash(w) for w in words], dtype=np.uint64)
         if len(set(hashes.tolist())) != len(words):
             raise MedrayError("two vocabulary words share a 64-bit hash; change P in wordcodes.py")
@@ -131,8 +139,8 @@ class Vocabulary:
         numbers = np.arange(len(words) + 1, dtype=np.int64)
         digits = np.empty((len(words) + 1, self.width), dtype=np.uint32)
         for pos in range(self.width - 1, -1, -1):
-            digits[:, pos] = DIGIT_RANGE * (pos + 1) + (numbers % BASE)
-            numbers //= BASE
+            digits[:, pos] = DIGIT_RANGE * (pos + 1) + (numbers % self.base)
+            numbers //= self.base
         self.digits = digits
         self.number = {w: i + 1 for i, w in enumerate(words)}
         self.single = np.zeros(len(words) + 1, dtype=bool)  # word is a whole phrase
