@@ -89,14 +89,20 @@ def run_grow(cfg: MetGrowConfig, progress=print) -> dict:
         progress(f"counting candidates on Ray from {corpus} ...")
         counts = count_candidates_ray([corpus], text_column=cfg.text_column, num_partitions=2)
     progress(f"{len(counts)} distinct candidates; embedding and attaching ...")
+    embedder = get_embedder()
+    cache = cfg.embedding_cache or (None if is_remote(cfg.out) else _stem(cfg.out) + ".embeddings.npz")
+    if cache:
+        embedder.load_cache(cache)
     grown, report = grow_tree(
-        tree, counts, get_embedder(), min_count=cfg.min_count, attach_threshold=cfg.attach_threshold,
+        tree, counts, embedder, min_count=cfg.min_count, attach_threshold=cfg.attach_threshold,
         ambiguity_margin=cfg.ambiguity_margin, axes=cfg.axes, arbiter=cfg.arbiter,
         require_shared_word=cfg.require_shared_word, parent_max_level=cfg.parent_max_level,
         lexical=cfg.lexical, fragment_share=cfg.fragment_share, drop_generic=cfg.drop_generic,
         source_label="literature",
     )
     grown.save(cfg.out)
+    if cache:
+        embedder.save_cache(cache)
     result = {"tree": cfg.tree, "out": cfg.out, "nodes_before": len(tree), "nodes_after": len(grown),
               "report": report, "seconds": round(time.perf_counter() - start, 1)}
     if cfg.tracking.enabled:

@@ -80,6 +80,7 @@ class MetGrowConfig:
     parent_max_level: Optional[int] = None  # noqa: UP045  (attach only under nodes this shallow: faster, coarser)
     axes: list[str] = field(default_factory=lambda: ["disease", "symptom"])
     arbiter: str = "rule"
+    embedding_cache: Optional[str] = None  # noqa: UP045  (.npz of name vectors; default beside `out` when local)
     ray_address: Optional[str] = None  # noqa: UP045
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

@@ -87,3 +87,17 @@ def test_search_edge_cases():
     ties = np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
     assert argmax_cosine(a[:1], ties)[0].tolist() == [0]  # ties go to the lower index
     assert max_cosine(a, np.zeros((0, 2), np.float32)).tolist() == [-np.inf, -np.inf]
+
+
+def test_cache_round_trip_skips_the_model(tmp_path):
+    from medray.met.embed import Embedder
+
+    first = Embedder()
+    vecs = first.encode(["pleural effusion", "pneumothorax"])
+    first.save_cache(str(tmp_path / "cache.npz"))
+    second = Embedder()
+    assert second.load_cache(str(tmp_path / "cache.npz")) == 2
+    again = second.encode(["pneumothorax", "pleural effusion"])
+    assert second.encoded == 0  # both came from the file
+    assert np.allclose(again, vecs[::-1])
+    assert Embedder().load_cache(str(tmp_path / "missing.npz")) == 0
