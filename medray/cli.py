@@ -191,9 +191,10 @@ def met_render(tree: str = TreeOpt, out_prefix: Optional[str] = typer.Option(Non
                max_nodes: int = typer.Option(60000, help="Nodes embedded in the HTML page")) -> None:
     """Write an HTML page (collapsible tree, search, sunburst) and a PNG summary."""
     from medray.met.render import render_html, render_png
+    from medray.storage import strip_suffix
 
     t = _load_tree(tree)
-    prefix = out_prefix or (tree[:-8] if tree.endswith(".parquet") else tree)
+    prefix = out_prefix or strip_suffix(tree)
     html = render_html(t, prefix + ".html", max_nodes=max_nodes)
     png = render_png(t, prefix + ".png")
     out.key_values("Views", {"html": html, "png": png})

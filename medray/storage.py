@@ -317,3 +317,9 @@ def write_parquet(table: pa.Table, uri: str | os.PathLike, **write_options) -> N
     """Write ``table`` as one Parquet file, atomically; options go to ``pq.write_table``."""
     with atomic_output_stream(uri) as f:
         pq.write_table(table, f, **write_options)
+
+
+def strip_suffix(uri: str, suffix: str = ".parquet") -> str:
+    """`out/met/tree.parquet` -> `out/met/tree`: the stem that files written beside an output share."""
+    uri = str(uri)
+    return uri[: -len(suffix)] if uri.endswith(suffix) else uri

@@ -10,11 +10,7 @@ from pathlib import Path
 from medray.config import to_dict
 from medray.met.settings import MetBuildConfig, MetGrowConfig, TrackingConfig
 from medray.met.tree import Tree
-from medray.storage import atomic_write_bytes, is_remote
-
-
-def _stem(path: str) -> str:
-    return path[: -len(".parquet")] if path.endswith(".parquet") else path
+from medray.storage import atomic_write_bytes, is_remote, strip_suffix
 
 
 def _tracking_uri(cfg: TrackingConfig, out: str) -> str:
@@ -35,14 +31,14 @@ def run_build(cfg: MetBuildConfig, progress=print) -> dict:
     tree, report = build_tree(cfg.sources.enabled(), merge_by_name=cfg.merge_by_name,
                               progress=lambda name: progress(f"source {name} ..."))
     tree.save(cfg.out)
-    atomic_write_bytes(_stem(cfg.out) + ".build.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(strip_suffix(cfg.out) + ".build.json", json.dumps(report, indent=2).encode())
     views = []
     if cfg.render:
         from medray.met.render import render_html, render_png
 
         progress("rendering views ...")
-        views = [render_html(tree, _stem(cfg.out) + ".html", max_nodes=cfg.render_max_nodes),
-                 render_png(tree, _stem(cfg.out) + ".png")]
+        views = [render_html(tree, strip_suffix(cfg.out) + ".html", max_nodes=cfg.render_max_nodes),
+                 render_png(tree, strip_suffix(cfg.out) + ".png")]
     summary = tree.summary()
     result = {"out": cfg.out, "summary": summary, "report": report, "views": views,
               "seconds": round(time.perf_counter() - start, 1)}
@@ -90,7 +86,7 @@ def run_grow(cfg: MetGrowConfig, progress=print) -> dict:
         counts = count_candidates_ray([corpus], text_column=cfg.text_column, num_partitions=2)
     progress(f"{len(counts)} distinct candidates; embedding and attaching ...")
     embedder = get_embedder()
-    cache = cfg.embedding_cache or (None if is_remote(cfg.out) else _stem(cfg.out) + ".embeddings.npz")
+    cache = cfg.embedding_cache or (None if is_remote(cfg.out) else strip_suffix(cfg.out) + ".embeddings.npz")
     if cache:
         embedder.load_cache(cache)
     grown, report = grow_tree(

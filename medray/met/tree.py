@@ -93,12 +93,11 @@ class Tree:
 
     def save(self, path: str) -> None:
         """Write the node table as parquet and a JSON summary beside it."""
-        from medray.storage import atomic_write_bytes, write_parquet
+        from medray.storage import atomic_write_bytes, strip_suffix, write_parquet
 
         path = str(path)
         write_parquet(self.table, path)
-        summary_path = path[: -len(".parquet")] if path.endswith(".parquet") else path
-        atomic_write_bytes(summary_path + ".summary.json", json.dumps(self.summary(), indent=2).encode())
+        atomic_write_bytes(strip_suffix(path) + ".summary.json", json.dumps(self.summary(), indent=2).encode())
 
     # ---- indexes -----------------------------------------------------------
     @cached_property
