@@ -205,7 +205,7 @@ def met_render(tree: str = TreeOpt, out_prefix: Optional[str] = typer.Option(Non
 def bench_met_match(tree: str = TreeOpt, size_mb: float = typer.Option(50.0, help="Generated corpus size"),
                     synthetic: int = typer.Option(1_000_000, help="Entities in the synthetic tree (0: skip)"),
                     baseline_mb: float = typer.Option(2.0, help="Corpus slice the baseline runs on"),
-                    baseline: str = typer.Option("auto", help="spacy | regex | auto (spacy when installed)"),
+                    baseline: str = typer.Option("auto", help="spacy | regex | ahocorasick | auto (spacy when installed, else regex)"),
                     seed: int = typer.Option(0)) -> None:
     """Matcher throughput (tokens/s/core) with assertions vs a baseline; automaton build time and memory."""
     from medray.bench.met_match import run_bench

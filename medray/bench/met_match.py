@@ -10,6 +10,7 @@ and after the build), for the full tree and for a synthetic tree.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import time
@@ -17,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 from medray.bench.corpus import generate_documents
+from medray.errors import MedrayError
 from medray.met.matcher import Matcher
 from medray.met.tree import Tree
 
@@ -88,6 +90,28 @@ def _regex_baseline(surfaces: list[str], docs: list[str], budget_s: float = 30.0
             "documents_used": len(used)}
 
 
+def _ahocorasick_baseline(surfaces: list[str], docs: list[str]) -> dict:
+    """A character-level Aho-Corasick automaton (pyahocorasick) over the normalised text, longest matches."""
+    import ahocorasick
+
+    from medray.met.normalize import normalize_text
+
+    start = time.perf_counter()
+    automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+    for i, surface in enumerate(surfaces):
+        automaton.add_word(f" {surface} ", i)
+    automaton.make_automaton()
+    build = time.perf_counter() - start
+    hits = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    for doc in docs:  # words joined by one space, so " term " only matches whole words
+        text = " " + " ".join(normalize_text(doc).replace("|", " ").split()) + " "
+        hits += sum(1 for _ in automaton.iter_long(text))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"name": "pyahocorasick character automaton (whole words, longest, no assertions)",
+            "build_s": round(build, 2), "hits": hits, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}
+
+
 def _baseline(kind: str, matcher: Matcher, docs: list[str]) -> dict:
     surfaces = list(matcher.surfaces)
     if kind == "auto":
@@ -97,7 +121,10 @@ def _baseline(kind: str, matcher: Matcher, docs: list[str]) -> dict:
             kind = "spacy"
         except ImportError:
             kind = "regex"
-    result = _spacy_baseline(surfaces, docs) if kind == "spacy" else _regex_baseline(surfaces, docs)
+    run = {"spacy": _spacy_baseline, "regex": _regex_baseline, "ahocorasick": _ahocorasick_baseline}.get(kind)
+    if run is None:
+        raise MedrayError(f"unknown baseline {kind!r}: choose auto, spacy, regex or ahocorasick")
+    result = run(surfaces, docs)
     used = docs[: result.get("documents_used", len(docs))]
     ours = _timed_match(matcher, used)  # the same documents, counted with the same word definition
     result["tokens"] = ours["tokens"]
@@ -174,7 +201,13 @@ def run_bench(tree: Tree, tree_path: str, *, size_mb: float = 50.0, synthetic: i
     base = _baseline(baseline, matcher, slice_docs)
     same_slice = base["medray_on_same_slice"]["tokens_per_s_per_core"]
     speedup = same_slice / max(base["tokens_per_s_per_core"], 1)
-    progress("automaton build time and memory (fresh processes) ...")
+    others = {}
+    if baseline != "ahocorasick" and importlib.util.find_spec("ahocorasick"):
+        progress("second baseline (pyahocorasick) on the same slice ...")
+        other = _baseline("ahocorasick", matcher, slice_docs)
+        other["speedup"] = round(other["medray_on_same_slice"]["tokens_per_s_per_core"] / max(other["tokens_per_s_per_core"], 1), 1)
+        others["ahocorasick"] = other
+    progress("matcher build time and memory (fresh processes) ...")
     builds = {"full_tree": measure_build("tree", tree_path, seed)}
     if synthetic:
         builds[f"synthetic_{synthetic}"] = measure_build("synthetic", synthetic, seed)
@@ -185,6 +218,7 @@ def run_bench(tree: Tree, tree_path: str, *, size_mb: float = 50.0, synthetic: i
         "matcher": {**ours, "surfaces": len(matcher), "with_assertions": True},
         "baseline": base,
         "speedup_vs_baseline": round(speedup, 1),
+        "other_baselines": others,
         "targets": {
             "tokens_per_s_per_core": TARGET_TOKENS_PER_S,
             "speedup": TARGET_SPEEDUP,

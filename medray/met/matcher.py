@@ -1,16 +1,12 @@
-"""Entity matcher: an Aho-Corasick automaton over the tree's normalised synonyms.
+"""Entity matcher: longest whole-word matches of the tree's normalised synonyms, with assertions.
 
-Matching runs over words, not characters: each vocabulary word has a
-fixed-width code of small digits (each digit position from its own
-character range, so a match can only start on a word), a batch becomes one
-string of word codes with runs of unknown words collapsed (`wordcodes.py`),
-and pyahocorasick's `iter_long` gives the longest non-overlapping matches.
-Word boundaries are exact by construction, and no trie node has more
-children than the digit base, about the cube root of the vocabulary
-(pyahocorasick scans a node's children one by one). Assertions (present /
-absent / uncertain) are decided for all hits of a batch at once with NumPy
-searches over the hits of a second, small cue automaton (`cues.py`), scoped
-to the sentence.
+Matching runs over words, not characters (`wordscan.py`): a compiled scan
+normalises the text, splits it into words and gives each its vocabulary
+number and sentence; a compiled walk over a trie of words then yields the
+leftmost-longest non-overlapping matches, never across a sentence end.
+Assertions (present / absent / uncertain) are decided for all hits of a
+batch at once with NumPy searches over the hits of a second, small cue trie
+(`cues.py`) walked over the same words, scoped to the sentence.
 """
 
 from __future__ import annotations
@@ -18,16 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import ahocorasick
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from medray.errors import MedrayError
 from medray.met.cues import POST_NEG, POST_UNC, PRE_NEG, PRE_UNC, PSEUDO, TERMINATE, cue_masks
-from medray.met.normalize import normalize_term, normalize_text
+from medray.met.normalize import normalize_term
 from medray.met.tree import Tree
-from medray.met.wordcodes import EncodedBatch, Vocabulary, encode_batch
+from medray.met.wordscan import PhraseTrie, ScannedText, Vocabulary
 
 ASSERTIONS = ("present", "absent", "uncertain")
 PRESENT, ABSENT, UNCERTAIN = range(3)
@@ -127,26 +121,16 @@ class Matcher:
         self.surfaces = surfaces
         self.stats = stats
         masks = cue_masks()
-        phrases = [*surfaces, *masks]
-        self.vocab = Vocabulary(sorted({w for phrase in phrases for w in phrase.split(" ")}), phrases)
-        self.width = self.vocab.width
-        encode = self.vocab.encode_phrase
-
-        self.automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        for i, surface in enumerate(surfaces):
-            self.automaton.add_word(encode(surface), i)
+        cue_phrases = sorted(masks)
+        self.vocab = Vocabulary(sorted({w for phrase in (*surfaces, *cue_phrases) for w in phrase.split(" ")}))
+        self.terms = PhraseTrie(self.vocab, list(surfaces), list(range(len(surfaces))))
         self.surface_node = np.asarray(surface_nodes, dtype=np.int32)
         self.surface_absent = np.asarray(surface_absent, dtype=bool)
-        self.surface_words = np.asarray([s.count(" ") + 1 for s in surfaces], dtype=np.int32)
-        self.cues = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        for phrase in sorted(masks):  # value: kind mask in the low byte, word count above it
-            self.cues.add_word(encode(phrase), masks[phrase] | ((phrase.count(" ") + 1) << 8))
-        self.automaton.make_automaton()
-        self.cues.make_automaton()
+        self.cues = PhraseTrie(self.vocab, cue_phrases, [masks[p] for p in cue_phrases])
         self.stats.words = len(self.vocab.words)
 
     def __reduce__(self):
-        # Ship the term lists, not the automaton: smaller, and rebuilding is one pass.
+        # Ship the term lists, not the tries: smaller, and rebuilding is one pass.
         return (_rebuild, (self._terms, self.min_chars, self.pre_window, self.post_window))
 
     def __len__(self) -> int:
@@ -162,42 +146,18 @@ class Matcher:
         return self.count_tokens_and_match(texts)[0]
 
     def count_tokens_and_match(self, texts: Iterable[str | None] | pa.Array | pa.ChunkedArray) -> tuple[pa.Table, int]:
-        """`match_batch` plus the number of words seen (for throughput figures).
-
-        ASCII documents are matched apart from the others: their characters
-        fit one byte, which makes every vectorised pass four times lighter.
-        """
+        """`match_batch` plus the number of words seen (for throughput figures)."""
         if isinstance(texts, (pa.Array, pa.ChunkedArray)):
             texts = texts.to_pylist()
         texts = ["" if t is None else t for t in texts]
-        ascii_docs = [i for i, t in enumerate(texts) if t.isascii()]
-        if len(ascii_docs) in (0, len(texts)):
-            return self._match_joined(texts)
-        ascii_set = set(ascii_docs)
-        other_docs = [i for i in range(len(texts)) if i not in ascii_set]
-        parts, words = [], 0
-        for group in (ascii_docs, other_docs):
-            table, n = self._match_joined([texts[i] for i in group])
-            words += n
-            remap = np.asarray(group, dtype=np.int32)[table.column("doc").to_numpy()]
-            parts.append(table.set_column(0, "doc", pa.array(remap, pa.int32())))
-        merged = pa.concat_tables(parts)
-        return merged.take(pc.sort_indices(merged, [("doc", "ascending"), ("start", "ascending")])), words
-
-    def _match_joined(self, texts: list[str]) -> tuple[pa.Table, int]:
         joined = "\n\n".join(texts)  # a blank line: documents never share a sentence
-        batch = encode_batch(normalize_text(joined), self.vocab)
-        raw = list(self.automaton.iter_long(batch.text))
-        if not raw:
-            return HIT_SCHEMA.empty_table(), batch.n_words
-        hits = np.asarray(raw, dtype=np.int64)
-        surface = hits[:, 1]
-        last = hits[:, 0] // self.width
-        h_end = batch.seq_word[last]
-        h_start = batch.seq_word[last - self.surface_words[surface] + 1]
-        assertion = self._assert(batch, h_start, h_end)
+        scanned = self.vocab.scan(joined)
+        h_start, h_end, surface = self.terms.match(scanned)
+        if not len(surface):
+            return HIT_SCHEMA.empty_table(), scanned.n_words
+        assertion = self._assert(scanned, h_start, h_end)
         assertion[self.surface_absent[surface]] = ABSENT
-        char_start, char_end = batch.starts[h_start], batch.ends[h_end]
+        char_start, char_end = scanned.starts[h_start], scanned.ends[h_end]
         doc_starts = np.cumsum([0] + [len(t) + 2 for t in texts[:-1]])
         doc = np.searchsorted(doc_starts, char_start, side="right") - 1
         offset = doc_starts[doc]
@@ -207,24 +167,19 @@ class Matcher:
                 self.node_ids.take(pa.array(self.surface_node[surface])),
                 pa.array(char_start - offset, pa.int32()),
                 pa.array(char_end - offset, pa.int32()),
-                _slices(joined, char_start, char_end),
+                scanned.spans(char_start, char_end),
                 pa.array(np.asarray(ASSERTIONS, dtype=object)[assertion], pa.string()),
             ],
             schema=HIT_SCHEMA,
         )
-        return table, batch.n_words
+        return table, scanned.n_words
 
-    def _assert(self, batch: EncodedBatch, h_start: np.ndarray, h_end: np.ndarray) -> np.ndarray:
+    def _assert(self, scanned: ScannedText, h_start: np.ndarray, h_end: np.ndarray) -> np.ndarray:
         out = np.full(len(h_start), PRESENT, dtype=np.int8)
-        cue_hits = list(self.cues.iter_long(batch.text))
-        if not cue_hits:
+        c_start, c_end, c_mask = self.cues.match(scanned)
+        if not len(c_mask):
             return out
-        sentence = batch.sentence
-        c = np.asarray(cue_hits, dtype=np.int64)
-        last = c[:, 0] // self.width
-        c_mask = c[:, 1] & 0xFF
-        c_end = batch.seq_word[last]
-        c_start = batch.seq_word[last - (c[:, 1] >> 8) + 1]
+        sentence = scanned.sentence
         term = (c_mask >> TERMINATE) & 1 == 1
         t_start = c_start[term]
 
@@ -261,18 +216,6 @@ class Matcher:
         out[negated] = ABSENT
         out[uncertain] = UNCERTAIN
         return out
-
-
-def _slices(text: str, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """text[s:e] for every span, as an Arrow string array; gathered with NumPy for ASCII text."""
-    if not text.isascii():
-        return pa.array([text[s:e] for s, e in zip(starts.tolist(), ends.tolist())], pa.string())
-    lengths = (ends - starts).astype(np.int64)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
-    data = np.frombuffer(text.encode("ascii"), dtype=np.uint8)[index]
-    return pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))
 
 
 def _rebuild(terms, min_chars, pre_window, post_window) -> Matcher:

@@ -42,10 +42,10 @@ def _build_tables() -> tuple[dict[int, str], bytes]:
 _TEXT_TABLE, _ASCII_TABLE = _build_tables()
 _ASCII_TABLE = _ASCII_TABLE + bytes(range(128, 256))
 _LUT_SIZE = 0x10000
-_LUT = np.arange(_LUT_SIZE, dtype=np.uint32)
+LUT = np.arange(_LUT_SIZE, dtype=np.uint32)  # code point -> normal form, for the BMP
 for _code, _mapped in _TEXT_TABLE.items():
     if _code < _LUT_SIZE:
-        _LUT[_code] = ord(_mapped)
+        LUT[_code] = ord(_mapped)
 
 
 def normalize_text(text: str) -> str:
@@ -57,7 +57,7 @@ def normalize_text(text: str) -> str:
         out = text.encode("ascii").translate(_ASCII_TABLE).decode("ascii")
     else:  # a vectorised lookup over code points; those past the table keep themselves
         cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        mapped = np.where(cps < _LUT_SIZE, _LUT[np.minimum(cps, _LUT_SIZE - 1)], cps)
+        mapped = np.where(cps < _LUT_SIZE, LUT[np.minimum(cps, _LUT_SIZE - 1)], cps)
         out = mapped.astype(np.uint32).tobytes().decode("utf-32-le")
     return out
 
