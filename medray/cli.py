@@ -19,6 +19,16 @@ bench_app = typer.Typer(help="Benchmarks: print JSON with the figures and their 
 app.add_typer(met_app, name="met")
 app.add_typer(bench_app, name="bench")
 
+
+def _add_data_commands() -> None:
+    from medray.data.commands import data_app, tokenizer_app
+
+    app.add_typer(data_app, name="data")
+    app.add_typer(tokenizer_app, name="tokenizer")
+
+
+_add_data_commands()
+
 DEFAULT_TREE = os.environ.get("MEDRAY_TREE", "out/met/tree.parquet")
 TreeOpt = typer.Option(DEFAULT_TREE, "--tree", help="Tree parquet (env MEDRAY_TREE).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")

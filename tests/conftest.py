@@ -23,6 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from medray.met.matcher import Matcher
+from medray.met.tree import AXES, ROOT_ID, Node, Tree, axis_node_id
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -287,3 +290,81 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"../shared/data not found: {path} (clone the shared data beside the repo)")
     return path
+
+
+# ---- a tiny Medical Entity Tree, for every test folder -------------------------------------------
+
+def tiny_nodes() -> list[Node]:
+    """Root, four axes and a handful of findings, anatomy and one disease branch.
+
+    symptom: Pleural effusion (SCT code, synonyms incl. "effusion(s)"), Pneumothorax,
+    Cardiomegaly (absent form "heart size normal") and Scoliosis;
+    disease: D:resp > D:pleura > {D:j90, D:j93}; anatomy: Lung.
+    """
+    nodes = [Node(ROOT_ID, None, None, 0, "Medical Entity Tree", sources=["medray"])]
+    nodes += [Node(axis_node_id(a), ROOT_ID, a, 1, a.title(), sources=["medray"]) for a in AXES]
+    nodes += [
+        Node(
+            "T:pe",
+            "MET:symptom",
+            "symptom",
+            2,
+            "Pleural effusion",
+            ["effusion", "effusions", "pleural effusions", "Fluid around lungs"],
+            ["T:pe", "SCT:60046008"],
+            ["tiny"],
+        ),
+        Node(
+            "T:ptx",
+            "MET:symptom",
+            "symptom",
+            2,
+            "Pneumothorax",
+            ["pneumothoraces"],
+            ["T:ptx"],
+            ["tiny"],
+        ),
+        Node(
+            "T:cm",
+            "MET:symptom",
+            "symptom",
+            2,
+            "Cardiomegaly",
+            ["enlarged heart"],
+            ["T:cm"],
+            ["tiny"],
+            absent_forms=["heart size normal"],
+        ),
+        Node("T:scol", "MET:symptom", "symptom", 2, "Scoliosis", [], ["T:scol"], ["tiny"]),
+        Node("T:lung", "MET:anatomy", "anatomy", 2, "Lung", ["lungs"], ["T:lung"], ["tiny"]),
+        Node(
+            "D:resp", "MET:disease", "disease", 2, "Respiratory disease", [], ["D:resp"], ["tiny"]
+        ),
+        Node(
+            "D:pleura", "D:resp", "disease", 3, "Disease of the pleura", [], ["D:pleura"], ["tiny"]
+        ),
+        Node(
+            "D:j90",
+            "D:pleura",
+            "disease",
+            4,
+            "Pleural effusion, not elsewhere classified",
+            ["Encysted pleurisy"],
+            ["D:j90", "ICD10CM:J90"],
+            ["tiny"],
+        ),
+        Node(
+            "D:j93", "D:pleura", "disease", 4, "Spontaneous pneumothorax", [], ["D:j93"], ["tiny"]
+        ),
+    ]
+    return nodes
+
+
+@pytest.fixture(scope="session")
+def tiny_tree() -> Tree:
+    return Tree.from_nodes(tiny_nodes())
+
+
+@pytest.fixture(scope="session")
+def tiny_matcher(tiny_tree: Tree) -> Matcher:
+    return Matcher(tiny_tree)

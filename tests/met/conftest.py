@@ -16,7 +16,7 @@ import pytest
 
 from medray.met.build import build_tree
 from medray.met.matcher import Matcher
-from medray.met.tree import AXES, ROOT_ID, Node, Tree, axis_node_id
+from medray.met.tree import Tree
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,82 +56,3 @@ def met_tree(met_build: MetBuild) -> Tree:
 @pytest.fixture(scope="session")
 def met_matcher(met_tree: Tree) -> Matcher:
     return Matcher(met_tree)
-
-
-# ---- a tiny hand-built tree for fast unit cases ------------------------------------
-
-
-def tiny_nodes() -> list[Node]:
-    """Root, four axes and a handful of findings, anatomy and one disease branch.
-
-    symptom: Pleural effusion (SCT code, synonyms incl. "effusion(s)"), Pneumothorax,
-    Cardiomegaly (absent form "heart size normal") and Scoliosis;
-    disease: D:resp > D:pleura > {D:j90, D:j93}; anatomy: Lung.
-    """
-    nodes = [Node(ROOT_ID, None, None, 0, "Medical Entity Tree", sources=["medray"])]
-    nodes += [Node(axis_node_id(a), ROOT_ID, a, 1, a.title(), sources=["medray"]) for a in AXES]
-    nodes += [
-        Node(
-            "T:pe",
-            "MET:symptom",
-            "symptom",
-            2,
-            "Pleural effusion",
-            ["effusion", "effusions", "pleural effusions", "Fluid around lungs"],
-            ["T:pe", "SCT:60046008"],
-            ["tiny"],
-        ),
-        Node(
-            "T:ptx",
-            "MET:symptom",
-            "symptom",
-            2,
-            "Pneumothorax",
-            ["pneumothoraces"],
-            ["T:ptx"],
-            ["tiny"],
-        ),
-        Node(
-            "T:cm",
-            "MET:symptom",
-            "symptom",
-            2,
-            "Cardiomegaly",
-            ["enlarged heart"],
-            ["T:cm"],
-            ["tiny"],
-            absent_forms=["heart size normal"],
-        ),
-        Node("T:scol", "MET:symptom", "symptom", 2, "Scoliosis", [], ["T:scol"], ["tiny"]),
-        Node("T:lung", "MET:anatomy", "anatomy", 2, "Lung", ["lungs"], ["T:lung"], ["tiny"]),
-        Node(
-            "D:resp", "MET:disease", "disease", 2, "Respiratory disease", [], ["D:resp"], ["tiny"]
-        ),
-        Node(
-            "D:pleura", "D:resp", "disease", 3, "Disease of the pleura", [], ["D:pleura"], ["tiny"]
-        ),
-        Node(
-            "D:j90",
-            "D:pleura",
-            "disease",
-            4,
-            "Pleural effusion, not elsewhere classified",
-            ["Encysted pleurisy"],
-            ["D:j90", "ICD10CM:J90"],
-            ["tiny"],
-        ),
-        Node(
-            "D:j93", "D:pleura", "disease", 4, "Spontaneous pneumothorax", [], ["D:j93"], ["tiny"]
-        ),
-    ]
-    return nodes
-
-
-@pytest.fixture(scope="session")
-def tiny_tree() -> Tree:
-    return Tree.from_nodes(tiny_nodes())
-
-
-@pytest.fixture(scope="session")
-def tiny_matcher(tiny_tree: Tree) -> Matcher:
-    return Matcher(tiny_tree)

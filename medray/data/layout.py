@@ -1,0 +1,64 @@
+"""Where a pipeline run keeps its files, and which units of work are already done.
+
+    OUT/docs/part-FFFFF-CCCCC.parquet     the final (sampled) documents
+    OUT/packed/part-....parquet           fixed-length token sequences
+    OUT/rejects/part-....parquet          lines that never became records (file, line, reason, raw)
+    OUT/filtered/<phase>/part-....parquet records a stage dropped (stage, reason, detail)
+    OUT/stats/<phase>/part-....json       per-unit counts: written last, so present = done
+    OUT/work/...                          intermediate shards and barrier decisions
+    OUT/manifest.json, OUT/report.json    written when the run completes
+
+A unit's stats file is written after its outputs, atomically; a re-run
+lists each phase's stats folder once and skips what it finds.
+"""
+
+from __future__ import annotations
+
+import json
+
+from medray import storage
+
+
+class Layout:
+    def __init__(self, out: str):
+        self.out = str(out).rstrip("/")
+
+    def folder(self, *parts: str) -> str:
+        return storage.join(self.out, *parts)
+
+    def work(self, name: str) -> str:
+        return self.folder("work", name)
+
+    def filtered(self, phase: str) -> str:
+        return self.folder("filtered", phase)
+
+    @property
+    def rejects(self) -> str:
+        return self.folder("rejects")
+
+    def stats_uri(self, phase: str, unit: str) -> str:
+        return self.folder("stats", phase, f"{unit}.json")
+
+    def save_stats(self, phase: str, unit: str, stats: dict) -> None:
+        storage.write_text(self.stats_uri(phase, unit), json.dumps(stats, sort_keys=True))
+
+    def done_units(self, phase: str) -> dict[str, dict]:
+        """unit -> its stats, for every unit of `phase` already completed."""
+        folder = self.folder("stats", phase)
+        if not storage.exists(folder):
+            return {}
+        out = {}
+        for uri in storage.list_files(folder, suffixes=(".json",)):
+            name = uri.rsplit("/", 1)[-1][: -len(".json")]
+            out[name] = json.loads(storage.read_text(uri))
+        return out
+
+    def marker(self, name: str) -> str:
+        return self.folder("stats", f"{name}.json")
+
+    def load_marker(self, name: str) -> dict | None:
+        uri = self.marker(name)
+        return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+
+    def save_marker(self, name: str, data: dict) -> None:
+        storage.write_text(self.marker(name), json.dumps(data, sort_keys=True, indent=1))
