@@ -224,6 +224,28 @@ def bench_met_match(tree: str = TreeOpt, size_mb: float = typer.Option(50.0, hel
                              baseline=baseline, seed=seed, progress=out.status))
 
 
+@bench_app.command("data")
+def bench_data(tree: str = TreeOpt,
+               sizes_mb: str = typer.Option("200,1000", "--sizes-mb", help="Two (or more) input sizes, comma-separated"),
+               work: str = typer.Option("out/bench-data", help="Folder for the corpora and outputs"),
+               neardup_mb: float = typer.Option(10.0, help="Slice for the near-dup vs datasketch comparison"),
+               seed: int = typer.Option(0)) -> None:
+    """Whole pipeline and each stage: tokens/s/core and peak memory at two sizes; near-dup vs datasketch."""
+    from medray.bench.data import run_bench
+
+    _load_tree(tree)
+    sizes = [float(s) for s in sizes_mb.split(",") if s.strip()]
+    out.print_json(run_bench(tree, sizes, work, seed=seed, neardup_mb=neardup_mb, progress=out.status))
+
+
+@bench_app.command("neardup")
+def bench_neardup(tree: str = TreeOpt, size_mb: float = typer.Option(20.0, help="Generated corpus size"), seed: int = typer.Option(0)) -> None:
+    """MinHash + LSH throughput and pairs beside datasketch on the same documents."""
+    from medray.bench.neardup import run_bench
+
+    out.print_json(run_bench(tree, size_mb, seed))
+
+
 # ---- demo -----------------------------------------------------------------------------------
 @app.command("demo")
 def demo(out_dir: str = typer.Option("demo-out", "--out", help="Output folder")) -> None:

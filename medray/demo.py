@@ -76,17 +76,17 @@ def run_demo(out_dir: str = "demo-out") -> dict:
     timings["match"] = time.perf_counter() - t
     summary["matches"] = {"entities": len(rows), "by_assertion": _count(r["assertion"] for r in rows)}
 
-    t = _step("3. Tag a generated corpus on Ray (actor pool) and measure node frequencies")
-    summary["frequencies"] = _tag_demo_corpus(tree, matcher, out_dir)
-    timings["tag"] = time.perf_counter() - t
-
-    t = _step("4. Grow the tree from literature (HPO definitions, ICD-10-CM notes)")
+    t = _step("3. Grow the tree from literature (HPO definitions, ICD-10-CM notes)")
     summary["grow"] = _grow_demo(tree_path, out_dir)
     timings["grow"] = time.perf_counter() - t
 
-    t = _step("5. Coverage (AMCS) of a radiology entity list")
+    t = _step("4. Coverage (AMCS) of a radiology entity list")
     summary["coverage"] = _coverage_demo(tree, out_dir)
     timings["coverage"] = time.perf_counter() - t
+
+    t = _step("5. Text data engine on Ray: clean, dedup, tag, tree-guided sampling, pack")
+    summary["data"] = _data_demo(tree, tree_path, out_dir)
+    timings["data"] = time.perf_counter() - t
 
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     with open(os.path.join(out_dir, "summary.json"), "w") as fh:
@@ -97,7 +97,9 @@ def run_demo(out_dir: str = "demo-out") -> dict:
         "per axis": ", ".join(f"{a} {n}" for a, n in summary["tree"]["per_axis"].items()),
         "merged concepts": summary["tree"]["merged"],
         "entities in sample reports": summary["matches"]["entities"],
-        "corpus mentions tagged": summary["frequencies"]["mentions"],
+        "data engine": (f"{summary['data']['records']} records -> {summary['data']['docs']} docs, "
+                        f"{summary['data']['packed_tokens']} packed tokens; planted defects found "
+                        f"{summary['data']['planted_found']}/{summary['data']['planted']}"),
         "nodes grown": summary["grow"]["attached"],
         "AMCS forward / backward": f"{summary['coverage']['forward']:.3f} / {summary['coverage']['backward']:.3f}",
         "views": ", ".join(summary["tree"]["views"]),
@@ -124,31 +126,54 @@ def _count(values) -> dict[str, int]:
     return out_
 
 
-def _tag_demo_corpus(tree, matcher, out_dir: str) -> dict:
-    import pyarrow as pa
+def _data_demo(tree, tree_path: str, out_dir: str) -> dict:
+    """Generate a corpus with planted defects, train the quality model and tokenizer on it, run the pipeline."""
+    from medray.config import load_config
+    from medray.data.commands import print_sampling, print_stage_table
+    from medray.data.pipeline import run_pipeline
+    from medray.data.quality import quality_train
+    from medray.data.settings import DataPipelineConfig
+    from medray.data.synthetic import generate_corpus
+    from medray.data.tokenizer import tokenizer_train
+
+    corpus, data = os.path.join(out_dir, "corpus"), os.path.join(out_dir, "data")
+    out.status("generating a corpus with planted defects ...")
+    truth = generate_corpus(tree, corpus, n_docs=1500, files=4, seed=0)
+    out.status("training the quality classifier (bootstrap) and a tokenizer ...")
+    quality = quality_train({"model_path": os.path.join(data, "quality.bin"), "rounds": 1, "corpus": [corpus]})
+    tokenizer_train(corpus, os.path.join(data, "tokenizer"), vocab_size=4000)
+    th = truth["thresholds"]
+    cfg = load_config(DataPipelineConfig, "data/pipeline", [
+        f"input=[{corpus}]", f"out={data}", f"tag.tree={tree_path}", f"quality.model_path={quality['model_path']}",
+        f"pack.tokenizer={os.path.join(data, 'tokenizer')}", "pack.seq_len=512", "chunk_lines=400",
+        f"rules.min_words={th['min_words']}", f"rules.max_words={th['max_words']}", f"rules.max_digit_ratio={th['max_digit_ratio']}",
+        f"rules.max_repeated_line_share={th['max_duplicate_line_fraction']}",
+        f"rules.max_boilerplate_share={th['max_boilerplate_line_fraction']}", "resume=false"])
+    report = run_pipeline(cfg, progress=out.status)
+    print_stage_table(report["stages"])
+    print_sampling(report["sampling"])
+    found = _planted_found(data, truth["expected"])
+    out.key_values("Data engine outputs", {**report["outputs"], "planted defects found": f"{found}/{len(truth['expected'])}",
+                                          "manifest": report["manifest"], "mlflow run": report.get("mlflow_run_id", "-")})
+    return {"records": report["stages"]["read"]["in"], "docs": report["outputs"]["docs"],
+            "packed_tokens": report["outputs"]["packed_tokens"], "planted": len(truth["expected"]), "planted_found": found,
+            "sampling": {k: report["sampling"]["after"][k] for k in ("entropy_bits", "tail_token_share")}}
+
+
+def _planted_found(data: str, expected: dict[str, str]) -> int:
+    """Planted defects that reached the rejects or filtered outputs with the expected reason."""
+    import glob
+
     import pyarrow.parquet as pq
-    import ray.data
 
-    from medray.bench.corpus import generate_documents
-    from medray.met.coverage import node_frequency_stats
-    from medray.met.ray_match import count_mentions_ray, present_counts
-    from medray.runtime import init_ray
-
-    init_ray()
-    corpus = os.path.join(out_dir, "corpus", "demo.parquet")
-    os.makedirs(os.path.dirname(corpus), exist_ok=True)
-    docs = list(generate_documents(tree, 2_000_000, seed=1))
-    pq.write_table(pa.table({"text": docs}), corpus, row_group_size=1000)
-    counts = count_mentions_ray(ray.data.read_parquet(corpus), matcher)
-    stats = node_frequency_stats(tree, present_counts(counts))
-    out.key_values(f"Node frequencies over {len(docs)} documents", {
-        "mentions (present or uncertain)": stats["mentions"],
-        "nodes with data": stats["nodes_with_data"],
-        "nodes with no data": f"{stats['nodes_without_data']} ({stats['share_without_data']:.1%})",
-        "entropy (normalised)": f"{stats['entropy_normalised']:.3f}",
-        "tail share": f"{stats['tail_share']:.3f} (head of {stats['head_size']} nodes holds {stats['tail_quantile']:.0%})",
-    })
-    return stats
+    got: dict[str, str] = {}
+    for path in glob.glob(os.path.join(data, "rejects", "*.parquet")):
+        t = pq.read_table(path, columns=["file", "line", "reason"])
+        got.update({f"{f}:{n}": r for f, n, r in zip(t["file"].to_pylist(), t["line"].to_pylist(), t["reason"].to_pylist())})
+    for path in glob.glob(os.path.join(data, "filtered", "*", "*.parquet")):
+        t = pq.read_table(path, columns=["id", "reason"])
+        got.update(zip(t["id"].to_pylist(), t["reason"].to_pylist()))
+    return sum(got.get(i) == reason for i, reason in expected.items())
 
 
 def _grow_demo(tree_path: str, out_dir: str) -> dict:

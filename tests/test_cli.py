@@ -92,7 +92,10 @@ def test_missing_and_malformed_source_files_are_named(tmp_path: Path):
 
 def test_every_command_has_help():
     for args in (["--help"], ["met", "--help"], ["bench", "--help"], ["met", "build", "--help"],
-                 ["met", "grow", "--help"], ["met", "coverage", "--help"], ["bench", "met-match", "--help"]):
+                 ["met", "grow", "--help"], ["met", "coverage", "--help"], ["bench", "met-match", "--help"],
+                 ["data", "--help"], ["data", "run", "--help"], ["data", "generate", "--help"],
+                 ["data", "quality-train", "--help"], ["tokenizer", "train", "--help"], ["bench", "data", "--help"],
+                 ["bench", "neardup", "--help"]):
         proc = medray(*args)
         assert "Usage" in proc.stdout
 
@@ -141,3 +144,10 @@ def test_coverage_amcs_and_corpus_frequencies(small_tree: Path, tmp_path: Path):
     assert freq["mentions_by_assertion"] == {"present": 60, "absent": 20, "uncertain": 0}
     top = {n["name"]: n["count"] for n in freq["top_nodes"]}
     assert top["Pleural effusion"] == 40 and top["Cardiomegaly"] == 20
+
+
+def test_data_run_names_a_missing_model_before_any_work(tmp_path: Path):
+    (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
+    proc = medray("data", "run", "conf/data/pipeline.yaml", f"input=[{tmp_path}]", f"quality.model_path={tmp_path / 'none.bin'}",
+                  check=False)
+    assert proc.returncode == 2 and "quality.model_path" in proc.stderr and "quality-train" in proc.stderr

@@ -100,3 +100,23 @@ def quality_train_cmd(conf: str = typer.Argument(..., help="YAML config, e.g. co
             for r in report.get("rounds", [])]
     out.table("Bootstrap rounds", ("round", "train", "borderline", "judged", "held-out accuracy"), rows)
     out.key_values("Quality model", {"model": report.get("model_path"), "held-out accuracy": _fmt(report.get("heldout_accuracy"))})
+
+
+@data_app.command("generate")
+def data_generate(out_dir: str = typer.Argument(..., help="Folder for the JSONL files and ground_truth.json (local or s3://)"),
+                  tree: str = typer.Option("out/met/tree.parquet", "--tree", help="Tree whose names the documents mention"),
+                  docs: int = typer.Option(2000, help="Records to write"),
+                  size_mb: Optional[float] = typer.Option(None, help="Write about this many MB instead"),  # noqa: UP045
+                  files: int = typer.Option(4, help="Files (.jsonl, .jsonl.gz, .jsonl.zst in turn)"),
+                  plant: bool = typer.Option(True, help="Plant duplicates, junk, PII and malformed lines"),
+                  seed: int = typer.Option(0),
+                  as_json: bool = JsonOpt) -> None:
+    """Generate a medical corpus with planted defects and its ground truth (demo, tests, benchmarks)."""
+    from medray.data.synthetic import generate_corpus
+    from medray.met.tree import Tree
+
+    truth = generate_corpus(Tree.load(tree), out_dir, n_docs=docs, size_mb=size_mb, files=files, plant=plant, seed=seed)
+    if as_json:
+        return out.print_json(truth["counts"])
+    out.key_values(f"Corpus in {out_dir}", {k: v for k, v in truth["counts"].items() if not isinstance(v, dict)})
+    out.table("Planted, by expected reason", ("reason", "records"), sorted(truth["counts"]["by_reason"].items()))

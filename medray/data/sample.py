@@ -489,10 +489,12 @@ def _entropy_bits(mass: np.ndarray) -> float:
 
 
 def backfill_table(counts_before: pa.Table, counts_after: pa.Table, cfg: SampleConfig, tree: Tree | None = None) -> pa.Table:
-    """Nodes with fewer than `backfill_min_docs` distinct documents after sampling, neediest first.
+    """Nodes with fewer than `backfill_min_docs` distinct documents after sampling.
 
-    With a tree, its nodes below the axes that no document names are included
-    (0 documents), with name, axis and level; need = backfill_min_docs - docs_after.
+    Nodes the corpus does name come first (thin data that synthesis can
+    extend), neediest first; then, with a tree, its nodes below the axes that
+    no document names (0 documents), shallowest first. Each row has name, axis
+    and level; need = backfill_min_docs - docs_after.
     """
     before, after = node_rows(counts_before), node_rows(counts_after)
     ids = pc.unique(pa.concat_arrays([before.column("node_id").combine_chunks(), after.column("node_id").combine_chunks()]))
@@ -510,7 +512,9 @@ def backfill_table(counts_before: pa.Table, counts_after: pa.Table, cfg: SampleC
         rows = pc.index_in(ids, value_set=tree.table.column("node_id").combine_chunks())
         info = {k: tree.table.column(k).take(rows) for k in info}
     table = pa.table({**out, **info})
-    return table.sort_by([("need", "descending"), ("level", "ascending"), ("node_id", "ascending")])
+    table = table.append_column("_unnamed", pc.equal(table.column("docs_before"), 0))
+    return table.sort_by([("_unnamed", "ascending"), ("need", "descending"), ("level", "ascending"),
+                          ("node_id", "ascending")]).drop(["_unnamed"])
 
 
 def sampling_report(counts_before: pa.Table, counts_after: pa.Table, cfg: SampleConfig, tree: Tree | None = None) -> dict:

@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import pickle
 import random
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -46,7 +47,6 @@ from medray.data.synthetic_defects import (  # noqa: F401  (re-exported: the mea
     JUNK_RULES,
     MALFORMED,
     NEAR_DUP_MIN_JACCARD,
-    SHINGLE_WORDS,
     Junk,
     exact_key,
     exact_variant,
@@ -134,9 +134,10 @@ def _plan(n: int, rng: random.Random, plant: bool) -> list[str]:
             raise MedrayError(f"n_docs={n} is too small to plant every defect: use at least {2 * len(cats)}")
     cats += ["clean"] * (n - len(cats))
     rng.shuffle(cats)
+    half, start = n // 2, rng.randrange(n - n // 2)
     for i in range(max(1, n // 10)):
-        if cats[i] in ("exact_duplicate", "near_duplicate"):
-            j = next(j for j in range(n // 2 + rng.randrange(n - n // 2), n * 2) if cats[j % n] == "clean") % n
+        if cats[i] in ("exact_duplicate", "near_duplicate"):  # swap with a clean record of the second half
+            j = next(j for k in range(n - half) if cats[j := half + (start + k) % (n - half)] == "clean")
             cats[i], cats[j] = cats[j], cats[i]
     return cats
 
@@ -291,14 +292,14 @@ def _pick_original(cat: str, rng: random.Random, fresh: list[_Original], cluster
     if grown and rng.random() < 0.3:
         return rng.choice(grown)
     min_words = 200 if cat == "near_duplicate" else 0  # a few edits then stay far above the Jaccard threshold
-    for _ in range(20):
-        if not fresh:
-            break
-        i = rng.randrange(len(fresh))
-        if fresh[i].words >= min_words:
-            orig = fresh.pop(i)
-            cluster.append(orig)
-            return orig
+    if fresh:
+        start = rng.randrange(len(fresh))
+        for k in range(len(fresh)):
+            i = (start + k) % len(fresh)
+            if fresh[i].words >= min_words:
+                orig = fresh.pop(i)
+                cluster.append(orig)
+                return orig
     return rng.choice(grown) if grown else None
 
 
@@ -322,11 +323,18 @@ def _make_in_worker(index: int, n: int, first_lines: list[int]) -> _Chunk:
     return _WORKER_MAKER.make(index, n, first_lines)
 
 
+def _inside_ray() -> bool:
+    """A Ray driver or worker holds threads a fork must not copy: generate in-process there."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and getattr(ray, "is_initialized", lambda: False)())
+
+
 def _chunks(maker: _ChunkMaker, sizes, workers: int):
     """Chunks in order, made here or by `workers` processes with a bounded number in flight.
 
     Workers fork where the platform can (nothing to re-import or pickle, and
     no `__main__` guard needed in the caller's script); else they spawn.
+    Inside a Ray process chunks are made in-process.
     """
     global _WORKER_MAKER
     files = len(maker.names)
@@ -338,7 +346,7 @@ def _chunks(maker: _ChunkMaker, sizes, workers: int):
             for f, size in enumerate(_split(n + blank_count(n, maker.plant), files)):
                 lines[f] += size
 
-    if workers <= 1:
+    if workers <= 1 or _inside_ray():
         for index, n, first in jobs():
             yield maker.make(index, n, first)
         return

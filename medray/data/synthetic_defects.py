@@ -196,7 +196,7 @@ class Junk:
         terms = [by_key[k] for k in sorted(by_key)]
         # too_short documents are distinct by construction: number k is the k-th of a fixed
         # walk through (opening, term, closing, second closing), whatever chunk asks for it
-        self._short_parts = (txt.SHORT_OPENINGS, terms, txt.SHORT_CLOSINGS, ["", *txt.SHORT_CLOSINGS])
+        self._short_parts = (txt.SHORT_OPENINGS, terms, txt.SHORT_CLOSINGS, ["", *txt.SHORT_NOTES])
         self._short_space = int(np.prod([len(p) for p in self._short_parts]))
         self._short_step = next(a for a in range(int(self._short_space * 0.618) | 1, 10**12)
                                 if np.gcd(a, self._short_space) == 1)
@@ -224,19 +224,20 @@ class Junk:
             code, i = divmod(code, len(part))
             picked.append(part[i])
         opening, term, closing, extra = picked
-        text = f"{opening} {term} {closing}" + (f" {extra.capitalize()}" if extra else "")
+        text = f"{opening} {term} {closing}" + (f" {extra}" if extra else "")
         return text, "note_fragment"
 
     def too_long(self, rng, spare) -> tuple[str, str]:
         target = rng.randint(6000, 9000)
         np_rng = np.random.default_rng(rng.getrandbits(64))
         sections = [d[0] for d in self.composer.compose_many(["textbook"] * (target // 150 + 4), np_rng, rng)]
-        parts, n = [], 0
+        parts, seen, n = [], set(), 0
         for text in sections:
-            if n >= target:
-                break
-            parts.append(text)
-            n += len(text.split())
+            for line in text.split("\n"):
+                if line.strip() and line not in seen and n < target:  # section headers once: no repeated lines
+                    seen.add(line)
+                    parts.append(line)
+                    n += len(line.split())
         return "\n\n".join(parts), "book_chapter"
 
     def symbol_ratio(self, rng, spare) -> tuple[str, str]:
@@ -254,7 +255,7 @@ class Junk:
         cols = rng.randint(8, 12)
         lines = ["Results " + " ".join(f"D{i}" for i in range(1, cols + 1))]
         for name in rows:
-            lines.append(name + " " + " ".join(str(rng.randint(1, 999)) for _ in range(cols)))
+            lines.append(name + " " + " ".join(str(rng.randint(10, 999)) for _ in range(cols)))
         return "\n".join(lines), "lab_table"
 
     def repeated_lines(self, rng, spare) -> tuple[str, str]:

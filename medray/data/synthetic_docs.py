@@ -29,6 +29,7 @@ CLEAN_KINDS = ("clinical_note", "radiology_report", "textbook", "patient_educati
 CLEAN_KIND_WEIGHTS = (0.35, 0.3, 0.2, 0.15)
 PER_DOC_NODES = {"disease": 4, "symptom": 5, "anatomy": 3, "modality": 2}  # a document is about a few nodes
 MIN_CLEAN_WORDS, MAX_CLEAN_WORDS = 100, 600
+DOC_SLOTS = ("age", "sexw")  # filled once per document: one patient per note
 _SLOT_AXIS = {"d": "disease", "s": "symptom", "a": "anatomy", "m": "modality"}
 _AXIS_SLOT = {v: k for k, v in _SLOT_AXIS.items()}
 
@@ -45,13 +46,23 @@ class EntityPools:
     def __init__(self, tree: Tree, seed: int, skew: float, max_words: int = 4):
         cols = tree.table.select(["node_id", "axis", "name", "synonyms", "absent_forms"]).to_pydict()
         absent = {normalize_term(t) for forms in cols["absent_forms"] for t in (forms or ())}
-        by_axis: dict[str, list[tuple[str, list[str]]]] = {a: [] for a in PER_DOC_NODES}
+        owners: dict[str, set[str]] = {}  # normalised surface -> the nodes it names
+        candidates: list[tuple[str, str, str, str]] = []
         for nid, axis, name, syns in zip(cols["node_id"], cols["axis"], cols["name"], cols["synonyms"]):
-            if axis is None or nid.startswith("MET:"):
-                continue
-            terms = sorted({t.strip() for t in [name, *(syns or ())] if _usable(tree, nid, t, absent, max_words)})
-            if terms:
-                by_axis[axis].append((nid, [_mid_sentence(t) for t in terms]))
+            for term in [name, *(syns or ())]:
+                if term.count(" ") >= max_words:  # too long, and cannot share a key with a short surface
+                    continue
+                key = normalize_term(term)
+                owners.setdefault(key, set()).add(nid)
+                if axis is not None and not nid.startswith("MET:") and _usable(term, key, absent, max_words):
+                    candidates.append((axis, nid, term.strip(" ,"), key))
+        by_node: dict[tuple[str, str], set[str]] = {}
+        for axis, nid, term, key in candidates:
+            if len(owners[key]) == 1:
+                by_node.setdefault((axis, nid), set()).add(term)
+        by_axis: dict[str, list[tuple[str, list[str]]]] = {a: [] for a in PER_DOC_NODES}
+        for (axis, nid), terms in by_node.items():
+            by_axis[axis].append((nid, [_mid_sentence(t) for t in sorted(terms)]))
         rng = random.Random(f"entities:{seed}")
         self.node_ids: dict[str, list[str]] = {}
         self.node_array: dict[str, np.ndarray] = {}
@@ -120,15 +131,13 @@ class EntityPools:
         return self._flat_cache
 
 
-def _usable(tree: Tree, nid: str, term: str, absent: set[str], max_words: int) -> bool:
-    key = normalize_term(term)
+def _usable(term: str, key: str, absent: set[str], max_words: int) -> bool:
+    """A surface a sentence can carry and the matcher reads back whole (its owner is checked apart)."""
     if len(key) < 4 or not 1 <= key.count(" ") + 1 <= max_words or key.replace(" ", "").isdigit():
         return False
     if (" " not in key and key in GENERIC_TERMS) or key in absent:
         return False
-    if any(c in term for c in ".!?;:{}()[]\n\u3002") or unicodedata.normalize("NFKC", term) != term:
-        return False
-    return tree.by_name(term) == [nid]
+    return not any(c in term for c in ".!?;:{}()[]\n\u3002") and unicodedata.normalize("NFKC", term) == term
 
 
 def _mid_sentence(term: str) -> str:
@@ -151,24 +160,30 @@ _ENTITY_TAGS = frozenset("dsamt")
 
 
 class Bank:
-    """Half-filled sentences in a shuffled order, with per-sentence words, entity slots and masks."""
+    """Half-filled sentences: `variants` fillings of each of `templates` usable templates.
 
-    def __init__(self, texts: list[str], masks: list[int]):
-        self.texts = texts  # format strings: "{d1}", "{S0}" ... stand for the document's entities
+    Sentence (t, v) sits at t * variants + v. A document takes distinct
+    templates (so no sentence pattern repeats inside it) and one filling each.
+    """
+
+    def __init__(self, texts: list[str], masks: list[int], variants: int):
+        self.variants = variants
+        self.templates = len(texts) // variants if variants else 0
+        self.size = len(texts)
+        self.text_array = np.asarray(texts, dtype=object)  # format strings: "{d1}", "{S0}" ... are entities
         self.masks = np.asarray(masks, dtype=np.int64)  # bit (axis slot, index) per entity mentioned
         self.words = np.asarray([len(t.split()) for t in texts], dtype=np.int64)  # an entity counts one
         self.slots = np.asarray([len(_TAG.findall(t)) for t in texts], dtype=np.int64)
-        self.size = len(texts)
-        self.text_array = np.asarray(texts, dtype=object)
-        self._steps = np.asarray([k for k in range(1, max(self.size, 2)) if np.gcd(k, self.size) == 1] or [1])
+        n = max(self.templates, 1)
+        self._steps = np.asarray([k for k in range(1, max(n, 2)) if np.gcd(k, n) == 1] or [1])
 
-    def strides(self, rng: np.random.Generator, n_docs: int, width: int) -> np.ndarray:
-        """Per document, `width` distinct sentence indices (at most the bank): start + j * step (mod size)."""
-        if not self.size:
-            return np.zeros((n_docs, 1), dtype=np.int64)
-        start = rng.integers(0, self.size, n_docs)
+    def picks(self, rng: np.random.Generator, n_docs: int) -> np.ndarray:
+        """Per document, one sentence of each template in a random order (start + j * step over templates)."""
+        n = self.templates
+        start = rng.integers(0, n, n_docs)
         step = self._steps[rng.integers(0, len(self._steps), n_docs)]
-        return (start[:, None] + step[:, None] * np.arange(min(width, self.size))[None, :]) % self.size
+        template = (start[:, None] + step[:, None] * np.arange(n)[None, :]) % n
+        return template * self.variants + rng.integers(0, self.variants, (n_docs, n))
 
 
 def _slot_bit(slot: str, index: int) -> int:
@@ -176,12 +191,14 @@ def _slot_bit(slot: str, index: int) -> int:
 
 
 def build_bank(templates: list[str], pools: EntityPools, rng: random.Random, variants: int) -> Bank:
-    """Fill the non-entity slots of each template `variants` times; keep the distinct results.
+    """Fill the non-entity slots of each template `variants` times.
 
     A template whose entity slots need more distinct nodes than the tree
-    offers on an axis (or an axis with none) is left out.
+    offers on an axis (or an axis with none) is left out. The document's
+    own slots ({age}, {sexw}: one patient per document) stay format fields.
     """
-    seen: dict[str, int] = {}
+    texts: list[str] = []
+    masks: list[int] = []
     k = {slot: pools.per_doc[axis] for slot, axis in _SLOT_AXIS.items()}
     for template in templates:
         tags = _TAG.findall(template)
@@ -206,14 +223,14 @@ def build_bank(templates: list[str], pools: EntityPools, rng: random.Random, var
                     i = free[low].pop()
                     mask |= _slot_bit(low, i)
                     return "{" + f"{tag}{i}" + "}"
+                if low in DOC_SLOTS:
+                    return "{" + low + "}"
                 value = rng.choice(txt.FILLERS[low])
                 return _cap(value) if tag[0].isupper() else value
 
-            text = _TAG.sub(fill, template)
-            seen.setdefault(text, mask)
-    order = sorted(seen)
-    rng.shuffle(order)
-    return Bank(order, [seen[t] for t in order])
+            texts.append(_TAG.sub(fill, template))
+            masks.append(mask)
+    return Bank(texts, masks, variants)
 
 
 # ---- clean documents -----------------------------------------------------------------------------
@@ -250,16 +267,17 @@ _LAYOUTS = {
     "patient_education": (txt.EDUCATION, txt.EDUCATION_HEADERS, "questions", tuple(txt.EDUCATION_TITLES),
                           [("what", 2, 4), ("symptoms", 2, 4), ("diagnosis", 2, 4), ("treatment", 2, 5), ("call", 2, 3)], 3),
 }
-_MAX_GROWTH = 40  # sentences a main section may gain to reach MIN_CLEAN_WORDS
+_GROW_ROUNDS = 12  # rounds of adding or removing sentences to bring a document into the word range
 
 
 class Composer:
     """Clean documents: a layout per kind, banks of half-filled sentences, entities per document.
 
     Documents are composed in batches with NumPy: per section, a random
-    start and a stride coprime with the bank size pick distinct sentences;
-    word counts and entity masks come from per-sentence arrays, so the only
-    per-document Python is joining strings and filling the entity slots.
+    start and a stride coprime with the number of templates pick distinct
+    templates, each with a random filling; word counts and entity masks come
+    from per-sentence arrays, so the only per-document Python is joining
+    strings and filling the document's slots.
     """
 
     def __init__(self, tree: Tree, seed: int = 0, skew: float = 1.1, variants: int = 30):
@@ -276,7 +294,7 @@ class Composer:
                 raise MedrayError(f"the tree offers no entities for any {kind} template")
             names = [sec.name for sec in built]
             main_name = sections[main][0]
-            main_at = names.index(main_name) if main_name in names else max(range(len(built)), key=lambda i: built[i].bank.size)
+            main_at = names.index(main_name) if main_name in names else max(range(len(built)), key=lambda i: built[i].bank.templates)
             self.layouts[kind] = Layout(kind, built, main_at, titles, style)
 
     def compose(self, kind: str, rng: random.Random) -> tuple[str, list[str]]:
@@ -300,18 +318,19 @@ class Composer:
         scale = np_rng.choice(np.array([0.6, 0.8, 1.0, 1.0, 1.2, 1.5, 1.8]), n_docs)
         counts, picks = [], []
         for sec in layout.sections:
-            c = np.rint(np_rng.integers(sec.lo, sec.hi + 1, n_docs) * scale).astype(np.int64)
-            c = np.clip(c, min(sec.lo, sec.bank.size), sec.bank.size)
+            c = np.rint(np_rng.integers(sec.lo, sec.hi + 1, n_docs) * (scale if sec.hi > 1 else 1.0)).astype(np.int64)
+            c = np.clip(c, min(sec.lo, sec.bank.templates), sec.bank.templates)
             if sec.optional:
                 c[np_rng.random(n_docs) < 0.25] = 0
             counts.append(c)
-            picks.append(sec.bank.strides(np_rng, n_docs, 2 * sec.hi + _MAX_GROWTH))
+            picks.append(sec.bank.picks(np_rng, n_docs))
         titles = [layout.titles[i] for i in np_rng.integers(0, len(layout.titles), n_docs)] if layout.titles else [""] * n_docs
         headers = list(zip(*[[sec.headers[i] for i in np_rng.integers(0, len(sec.headers), n_docs)]
                              for sec in layout.sections]))
         inline = (np_rng.random(n_docs) < 0.5).tolist()
-        fixed_words = np.array([len(t.split()) + sum(len(h.split()) for h in hs) for t, hs in zip(titles, headers)])
-        words = self._fit_words(layout, counts, picks, fixed_words)
+        title_words = np.array([len(t.split()) for t in titles], dtype=np.int64)
+        header_words = [np.array([len(hs[s].split()) for hs in headers], dtype=np.int64) for s in range(len(counts))]
+        words = self._fit_words(layout, counts, picks, title_words, header_words)
         masks = np.zeros(n_docs, np.int64)
         texts = []
         for sec, c, idx in zip(layout.sections, counts, picks):
@@ -326,34 +345,43 @@ class Composer:
         keys, surfaces = self.pools.surfaces(np_rng, drawn)
         nodes = self._nodes(masks, drawn)
         default = {"d0": "this condition", "D0": "This condition"}
+        ages = np_rng.integers(19, 96, n_docs).tolist()
+        sexes = np.where(np_rng.random(n_docs) < 0.5, "man", "woman").tolist()
         docs = []
         for i in range(n_docs):
-            mapping = {**default, **dict(zip(keys, surfaces[i]))}
+            mapping = {**default, **dict(zip(keys, surfaces[i])), "age": ages[i], "sexw": sexes[i]}
             parts = [sec_texts[i] for sec_texts in texts]
             text = _render(layout, parts, titles[i], headers[i], inline[i]).format_map(mapping)
             docs.append((text, nodes[i], words[i], layout.kind))
         return docs
 
     @staticmethod
-    def _fit_words(layout: Layout, counts: list[np.ndarray], picks: list[np.ndarray], fixed: np.ndarray) -> list[int]:
-        """Grow or shrink each document's main section (in place) until it has 100-600 words; its word floor."""
-        main = layout.main
-        per_sentence = max(float(layout.sections[main].bank.words.mean()), 1.0)
-        width = picks[main].shape[1]
-        for _ in range(_MAX_GROWTH):
-            words, slots = fixed.copy(), np.zeros(len(fixed), np.int64)
-            for sec, c, idx in zip(layout.sections, counts, picks):
+    def _fit_words(layout: Layout, counts: list[np.ndarray], picks: list[np.ndarray], title_words: np.ndarray,
+                   header_words: list[np.ndarray]) -> list[int]:
+        """Add or remove sentences (in place; the main section first) until each document has 100-600
+        words; returns each document's word count with every entity counted as one word (a floor)."""
+        order = [layout.main] + [i for i in range(len(counts)) if i != layout.main]
+        per_sentence = max(float(layout.sections[layout.main].bank.words.mean()), 1.0)
+        for _ in range(_GROW_ROUNDS):
+            words, slots = title_words.copy(), np.zeros(len(title_words), np.int64)
+            for sec, c, idx, head in zip(layout.sections, counts, picks, header_words):
                 taken = np.arange(idx.shape[1])[None, :] < c[:, None]
-                words += np.where(taken, sec.bank.words[idx], 0).sum(axis=1)
+                words += np.where(taken, sec.bank.words[idx], 0).sum(axis=1) + np.where(c > 0, head, 0)
                 slots += np.where(taken, sec.bank.slots[idx], 0).sum(axis=1)
             # an entity slot counts one word here and up to four in the text
-            grow = np.where((words < MIN_CLEAN_WORDS) & (counts[main] < width),
-                            np.ceil((MIN_CLEAN_WORDS - words) / per_sentence), 0)
-            shrink = np.where((words + 3 * slots > MAX_CLEAN_WORDS) & (counts[main] > 1),
-                              np.ceil((words + 3 * slots - MAX_CLEAN_WORDS) / (per_sentence + 3)), 0)
-            if not grow.any() and not shrink.any():
+            need = np.where(words < MIN_CLEAN_WORDS, np.ceil((MIN_CLEAN_WORDS - words) / per_sentence), 0).astype(np.int64)
+            cut = np.where(words + 3 * slots > MAX_CLEAN_WORDS,
+                           np.ceil((words + 3 * slots - MAX_CLEAN_WORDS) / (per_sentence + 3)), 0).astype(np.int64)
+            if not need.any() and not cut.any():
                 break
-            counts[main] = np.clip(counts[main] + grow.astype(np.int64) - shrink.astype(np.int64), 1, width)
+            for s in order:
+                room = picks[s].shape[1] - counts[s]
+                add = np.minimum(need, room)
+                counts[s] += add
+                need -= add
+                drop = np.minimum(cut, np.maximum(counts[s] - 1, 0))
+                counts[s] -= drop
+                cut -= drop
         return words.tolist()
 
     def _nodes(self, masks: np.ndarray, drawn: dict[str, np.ndarray]) -> list[list[str]]:

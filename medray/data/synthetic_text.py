@@ -2,8 +2,8 @@
 
 Template slots: {d} {s} {a} {m} a disease, symptom, anatomy or modality
 node of the document (capitalised as {D} {S} {A} {M}); {t} / {T} the
-document's topic (its first disease); any other {name} a value from
-FILLERS (capitalised when the tag is). No template names a body part or
+document's topic (its first disease); {age} and {sexw} the document's
+patient; any other {name} a value from FILLERS (capitalised when the tag is). No template names a body part or
 finding outside the slots, so a document mentions exactly the nodes it was
 given (checked against the tiny test tree). The foreign sentences are
 real French, German and Spanish clinical prose.
@@ -17,8 +17,6 @@ def _lines(block: str) -> list[str]:
 
 
 FILLERS = {
-    "age": [str(n) for n in range(19, 96)],
-    "sexw": ["man", "woman"],
     "dur": _lines("""
         two days
         three days
@@ -96,8 +94,8 @@ FILLERS = {
     "size": ["3 mm", "4 mm", "5 mm", "6 mm", "8 mm", "9 mm", "1 cm", "12 mm", "15 mm", "2 cm"],
     "where": ["the emergency department", "an outside hospital", "urgent care", "the primary care office",
               "a community clinic"],
-    "who": ["the patient", "the patient's daughter", "the patient's spouse", "the nursing staff",
-            "the primary care physician"],
+    "who": ["the patient's daughter", "the patient's spouse", "the nursing staff", "the primary care physician",
+            "a neighbour", "the home care team"],
 }
 
 # ---- clinical notes ------------------------------------------------------------------------------
@@ -411,10 +409,13 @@ EDIT_WORDS = ["also", "now", "clearly", "reportedly", "again", "still", "further
 
 # ---- junk ----------------------------------------------------------------------------------------
 
+# too_short documents: opening (1-2 words) + a term (1-4) + closing (1) + an optional note (1): at most 8 words
 SHORT_OPENINGS = ["No", "Known", "Possible", "Query", "Resolved", "Chronic", "Suspected", "History of",
                   "Rule out", "Mild", "Stable", "Worsening", "New", "Old", "Likely"]
-SHORT_CLOSINGS = ["noted.", "seen.", "today.", "on review.", "per report.", "again.", "as before.",
-                  "see chart.", "follow up.", "confirmed.", "unchanged.", "improving."]
+SHORT_CLOSINGS = ["noted.", "seen.", "today.", "again.", "confirmed.", "unchanged.", "improving.", "resolved.",
+                  "reported.", "documented.", "present.", "persists."]
+SHORT_NOTES = ["Recheck.", "Pending.", "Reviewed.", "Repeat.", "Discussed.", "Charted.", "Dictated.",
+               "Signed.", "Urgent.", "Routine.", "Acknowledged."]
 
 REPEATED_LINES = _lines("""
     Patient tolerated the procedure well and was returned to the ward.
@@ -458,9 +459,9 @@ LAB_ANALYTES = _lines("""
     Lipase
     """)
 
-SYMBOL_WRAPS = [("**", "**"), ("##", "##"), ("~~", "~~"), ("==", "=="), ("<<", ">>"), ("[[", "]]"),
-                ("{{", "}}"), ("%%", "%%"), ("^^", "^^"), ("@@", "@@"), ("//", "//"), ("++", "++"),
-                ("$$", "$$"), ("&&", "&&"), ("||", "||"), ("--", "--")]
+# markup debris: none is prose punctuation (brackets, slashes, dashes, %, + can be), none is "@"
+SYMBOL_WRAPS = [("**", "**"), ("##", "##"), ("~~", "~~"), ("==", "=="), ("<<", ">>"), ("{{", "}}"),
+                ("^^", "^^"), ("$$", "$$"), ("&&", "&&"), ("||", "||"), ("<#", "#>"), ("*=", "=*")]
 
 BOILERPLATE_MARKERS = (
     "cookie", "subscribe", "newsletter", "privacy policy", "terms of use", "all rights reserved",

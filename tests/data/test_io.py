@@ -11,7 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from medray import storage
-from medray.data.io import ORDER_BITS, discover_inputs, read_chunks, read_shard, shard_name, write_shard
+from medray.data.io import (
+    ORDER_BITS,
+    discover_inputs,
+    read_chunks,
+    read_shard,
+    shard_name,
+    write_shard,
+)
 from medray.errors import MedrayError
 
 LINES = [

@@ -300,7 +300,8 @@ def test_backfill_lists_the_planted_sparse_nodes_with_tree_names(tiny_tree):
     assert listed["D:j93"] == {"node_id": "D:j93", "need": 4, "docs_before": 1, "docs_after": 1, "tokens_after": 4 * 50,
                                "name": "Spontaneous pneumothorax", "axis": "disease", "level": 4}
     unmentioned = ["T:cm", "T:scol", "D:resp", "D:pleura"]
-    assert [b["node_id"] for b in report["backfill"]] == ["D:resp", "T:cm", "T:scol", "D:pleura", "D:j93", "T:ptx"]
+    # named-but-thin nodes first (neediest first), then the unnamed ones (shallowest first)
+    assert [b["node_id"] for b in report["backfill"]] == ["D:j93", "T:ptx", "D:resp", "T:cm", "T:scol", "D:pleura"]
     assert all(listed[n]["need"] == 5 and listed[n]["docs_before"] == 0 for n in unmentioned)
     assert listed["T:cm"]["name"] == "Cardiomegaly" and report["backfill_unmentioned"] == 4
     assert not {"T:pe", "T:lung", "D:j90", "MET:root", "MET:symptom"} & listed.keys()
