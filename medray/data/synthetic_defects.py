@@ -22,7 +22,7 @@ from medray.data.synthetic_docs import Composer
 from medray.errors import MedrayError
 
 SHINGLE_WORDS = 5
-NEAR_DUP_MIN_JACCARD = 0.85  # every planted near duplicate is at least this close to its original
+NEAR_DUP_MIN_JACCARD = 0.9  # every planted near duplicate is this close: a 128-permutation MinHash estimate stays above 0.8
 JUNK_RULES = ("too_short", "too_long", "symbol_ratio", "digit_ratio", "repeated_lines", "boilerplate", "language")
 MALFORMED = ("bad_json", "missing_text", "text_not_string", "bad_encoding")
 

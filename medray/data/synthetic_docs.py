@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -117,18 +118,17 @@ class EntityPools:
             return keys, [[] for _ in range(len(next(iter(drawn.values()))))]
         return keys, np.concatenate(columns, axis=1).tolist()
 
-    @property
+    @cached_property
     def _flat(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        if not hasattr(self, "_flat_cache"):
-            cache = {}
-            for axis, per_node in self.terms.items():
-                flat = [t for forms in per_node for t in forms]
-                n_forms = np.asarray([len(f) for f in per_node], dtype=np.int64)
-                offset = np.concatenate([[0], np.cumsum(n_forms)[:-1]]).astype(np.int64) if len(n_forms) else n_forms
-                cache[axis] = (np.asarray(flat, dtype=object), np.asarray([_cap(t) for t in flat], dtype=object),
-                               offset, n_forms)
-            self._flat_cache = cache
-        return self._flat_cache
+        """Per axis: every surface form, capitalised too, and each node's first form and number of forms."""
+        out = {}
+        for axis, per_node in self.terms.items():
+            flat = [t for forms in per_node for t in forms]
+            n_forms = np.asarray([len(f) for f in per_node], dtype=np.int64)
+            offset = (np.cumsum(n_forms) - n_forms).astype(np.int64)
+            out[axis] = (np.asarray(flat, dtype=object), np.asarray([_cap(t) for t in flat], dtype=object),
+                         offset, n_forms)
+        return out
 
 
 def _usable(term: str, key: str, absent: set[str], max_words: int) -> bool:
@@ -141,11 +141,10 @@ def _usable(term: str, key: str, absent: set[str], max_words: int) -> bool:
 
 
 def _mid_sentence(term: str) -> str:
-    """'Pleural effusion' -> 'pleural effusion'; acronyms and names ('HIV disease', 'Vibrio') keep their case."""
-    if len(term) > 1 and term[0].isupper() and term[1].islower() and " " not in term[:1]:
-        first = term.split(" ", 1)[0]
-        if first[1:].islower():
-            return term[0].lower() + term[1:]
+    """'Pleural effusion' -> 'pleural effusion'; acronyms ('HIV disease', 'ALT') keep their case."""
+    first = term.split(" ", 1)[0]
+    if len(first) > 1 and first[0].isupper() and first[1:].islower():
+        return term[0].lower() + term[1:]
     return term
 
 
@@ -190,6 +189,20 @@ def _slot_bit(slot: str, index: int) -> int:
     return 1 << ("dsam".index(slot) * 8 + index)
 
 
+_ALTERNATIVES = re.compile(r"<([^<>]*)>")
+
+
+def _pick_alternatives(template: str, rng: random.Random) -> str:
+    return _ALTERNATIVES.sub(lambda m: rng.choice(m.group(1).split("|")), template)
+
+
+def _fits(template: str, k: dict[str, int]) -> bool:
+    """Whether some choice of alternatives needs no more distinct nodes per axis than a document has."""
+    need = Counter(t.lower() for t in _TAG.findall(_ALTERNATIVES.sub("", template)) if t.lower() in _ENTITY_TAGS)
+    need_d = need.get("d", 0) + (1 if need.get("t") else 0)
+    return need_d <= k["d"] and all(need.get(s, 0) <= k[s] for s in "sam")
+
+
 def build_bank(templates: list[str], pools: EntityPools, rng: random.Random, variants: int) -> Bank:
     """Fill the non-entity slots of each template `variants` times.
 
@@ -201,13 +214,18 @@ def build_bank(templates: list[str], pools: EntityPools, rng: random.Random, var
     masks: list[int] = []
     k = {slot: pools.per_doc[axis] for slot, axis in _SLOT_AXIS.items()}
     for template in templates:
-        tags = _TAG.findall(template)
-        need = Counter(t.lower() for t in tags if t.lower() in _ENTITY_TAGS)
-        need_d = need.get("d", 0) + (1 if need.get("t") else 0)
-        if need_d > k["d"] or any(need.get(s, 0) > k[s] for s in "sam"):
+        if not _fits(template, k):
             continue
         for _ in range(variants):
-            free = {s: list(range(1 if s == "d" and need.get("t") else 0, k[s])) for s in "dsam"}
+            sentence = _pick_alternatives(template, rng)
+            for _ in range(50):  # an alternative may name an entity the tree lacks: choose again
+                if _fits(sentence, k):
+                    break
+                sentence = _pick_alternatives(template, rng)
+            else:  # the alternatives that name no entity
+                sentence = _ALTERNATIVES.sub(lambda m: min(m.group(1).split("|"), key=lambda a: "{" in a), template)
+            has_topic = any(t.lower() == "t" for t in _TAG.findall(sentence))
+            free = {s: list(range(1 if s == "d" and has_topic else 0, k[s])) for s in "dsam"}
             for s in free.values():
                 rng.shuffle(s)
             mask = 0
@@ -228,7 +246,7 @@ def build_bank(templates: list[str], pools: EntityPools, rng: random.Random, var
                 value = rng.choice(txt.FILLERS[low])
                 return _cap(value) if tag[0].isupper() else value
 
-            texts.append(_TAG.sub(fill, template))
+            texts.append(_TAG.sub(fill, sentence))
             masks.append(mask)
     return Bank(texts, masks, variants)
 

@@ -3,7 +3,7 @@
 Template slots: {d} {s} {a} {m} a disease, symptom, anatomy or modality
 node of the document (capitalised as {D} {S} {A} {M}); {t} / {T} the
 document's topic (its first disease); {age} and {sexw} the document's
-patient; any other {name} a value from FILLERS (capitalised when the tag is). No template names a body part or
+patient; any other {name} a value from FILLERS (capitalised when the tag is); <a|b|c> one of the alternatives. No template names a body part or
 finding outside the slots, so a document mentions exactly the nodes it was
 given (checked against the tiny test tree). The foreign sentences are
 real French, German and Spanish clinical prose.
@@ -121,13 +121,13 @@ CLINICAL_NOTE = {
         A similar episode occurred {dur} ago and resolved without treatment.
         The patient was previously evaluated at {where}, where {t} was suspected.
         Family history is notable for {d} in a first-degree relative.
-        The patient attributes the symptoms to a change in diet and increased stress at work.
+        The patient attributes the symptoms to <a change in diet|increased stress at work|poor sleep|a recent move> and <reduced exercise|long working hours|family worries>.
         Sleep has been poor because of {s}, and appetite is reduced.
         The patient has been taking {drug} {freq} with partial improvement.
         Review of systems is positive for {s} and negative for {s}.
         There has been no unintentional weight loss or night sweats.
-        The patient lives alone, walks daily and does not smoke.
-        Symptoms are aggravated by exertion and improve after a period of rest.
+        The patient lives <alone|with family|with a partner>, <walks daily|exercises rarely|works full time> and <does not smoke|quit smoking years ago|smokes occasionally>.
+        Symptoms are <aggravated|made worse> by <exertion|cold weather|lying flat|eating> and improve <after a period of rest|with time|with {drug}>.
         The patient was seen in {where} {dur} ago for {s} and was discharged on {drug}.
         According to {who}, the {s} has become more frequent since {dur} ago.
         The patient describes the {s} as intermittent, lasting several hours at a time.
@@ -157,16 +157,16 @@ CLINICAL_NOTE = {
         No over-the-counter or herbal supplements are used.
         """),
     "exam": _lines("""
-        On examination the patient is alert, oriented and in no acute distress.
+        On examination the patient is <alert|awake>, <oriented|cooperative> and in <no acute distress|mild discomfort>.
         Examination of the {a} reveals {sev} {s}.
         The {a} is tender to palpation without {s}.
-        Heart sounds are regular without murmurs, rubs or gallops.
+        Heart sounds are regular <without murmurs, rubs or gallops|with no added sounds>.
         Breath sounds are diminished at the {side} base.
         There is no {s}, and the {a} appears normal.
         Neurological examination is grossly nonfocal.
         The abdomen is soft and non-tender with normal bowel sounds.
         Skin is warm and dry without rash.
-        Vital signs are within normal limits and the patient is afebrile.
+        Vital signs are <within normal limits|stable|unremarkable> and the patient is <afebrile|comfortable at rest>.
         Gait is steady and strength is preserved in all four limbs.
         Inspection of the {a} shows {sev} {s} on the {side} side.
         Palpation of the {a} reproduces the {s} described by the patient.
@@ -219,10 +219,10 @@ RADIOLOGY = {
         Preoperative assessment in a patient with {d}.
         """),
     "technique": _lines("""
-        Images were acquired in the standard projections.
+        Images were acquired in the <standard|frontal and lateral|supine and erect> projections.
         Multiplanar reformats were obtained from thin-section source images.
         Contrast was administered without complication.
-        The standard departmental protocol was followed.
+        The <standard|routine> <departmental|institutional> protocol was followed<| without deviation>.
         Images were obtained before and after contrast administration.
         Examination is limited by patient motion.
         """),
@@ -240,10 +240,10 @@ RADIOLOGY = {
         There is no evidence of {s} or {s}.
         A {size} nodular opacity is present in the {side} {a}, {change} in size.
         The visualised portions of the {a} are unremarkable.
-        Mild degenerative changes are present without acute abnormality.
+        <Mild|Moderate|Minimal> degenerative changes are present <without acute abnormality|with no acute finding>.
         Findings may represent {s}, although {d} is also a consideration.
         The {a} demonstrates {sev} {s} with associated {s}.
-        Support lines and tubes are in satisfactory position.
+        Support lines and tubes are in <satisfactory|appropriate|unchanged> position.
         Osseous structures show no aggressive lesion.
         The cardiomediastinal silhouette is within normal limits.
         Soft tissues are unremarkable.
@@ -255,7 +255,7 @@ RADIOLOGY = {
         The previously described {s} has resolved.
         The {side} {a} shows {sev} {s}, {change} since the prior study.
         Appearances of the {a} are in keeping with {t}.
-        The remainder of the examination is unremarkable.
+        The remainder of the <examination|study> is <unremarkable|within normal limits>.
         """),
     "impression": _lines("""
         {T}, {change} from prior.
@@ -300,7 +300,7 @@ TEXTBOOK = {
         """),
     "pathophysiology": _lines("""
         The underlying mechanism involves inflammation of the {a} with subsequent tissue remodelling.
-        Genetic susceptibility interacts with environmental triggers to produce the disease.
+        <Genetic susceptibility|Inherited risk> interacts with <environmental triggers|infection|repeated injury> to produce the disease.
         Impaired clearance and local immune dysregulation lead to {s}.
         In advanced stages, fibrosis of the {a} may cause permanent loss of function.
         Secondary {s} develops when compensatory mechanisms fail.
@@ -318,7 +318,7 @@ TEXTBOOK = {
         Symptoms usually develop over {dur} and may be mistaken for {d}.
         """),
     "diagnosis": _lines("""
-        Diagnosis rests on the combination of clinical findings and imaging.
+        Diagnosis rests on the combination of <clinical findings|history and examination> and <imaging|laboratory tests|{m}>.
         {M} of the {a} is the preferred initial investigation.
         A {test} helps to exclude {d}.
         The main differential diagnoses are {d} and {d}.
@@ -358,40 +358,60 @@ EDUCATION_TITLES = ["Understanding {d0}", "{D0}: what you need to know", "Living
                     "A patient guide to {d0}", "Questions and answers about {d0}"]
 EDUCATION = {
     "what": _lines("""
-        {T} is a health problem that affects the {a}.
-        It can make you feel tired and may cause {s}.
-        Many people live with {t} for years without knowing it.
-        {T} is not contagious, and you cannot catch it from other people.
-        Doctors do not always know exactly what causes {t}.
-        It is more likely if you already have {d}.
+        {T} is a <health problem|medical condition|long-term condition> that affects the {a}.
+        <It can make you feel tired|You may feel more tired than usual|It often causes tiredness> and <it may cause|it can lead to|some people develop> {s}.
+        <Many|Some|A lot of> people live with {t} for <years|a long time|many months> without knowing it.
+        {T} is not contagious, and you cannot catch it from <other people|family members|anyone else>.
+        <Doctors|Experts|Researchers> do not always know exactly what causes {t}.
+        <It is more likely|Your risk is higher|You are more likely to get it> if you already have {d}.
+        <In most people|For many people|Usually>, {t} develops slowly over {dur}.
+        <Some|Certain> habits, such as smoking, can make {t} worse.
+        {T} is sometimes confused with {d}, <because|as> the symptoms can look alike.
+        <The|Your> {a} <may|can> be affected in <different|several> ways.
+        <Knowing|Learning> more about {t} can help you <take part in|make choices about|plan> your care.
         """),
     "symptoms": _lines("""
-        Common symptoms include {s} and {s}.
-        You may notice {s}, especially after physical activity.
-        Some people also have {s}.
-        Symptoms can come and go, and they are not the same for everyone.
-        Write down when your {s} happens, so you can tell your care team.
+        <Common|Typical|The most common> symptoms include {s} and {s}.
+        You may notice {s}, <especially|mostly|often> after <physical activity|a busy day|climbing stairs>.
+        <Some people|A few people|Others> also have {s}.
+        Symptoms can come and go, and they <are not the same for everyone|differ from person to person>.
+        Write down when your {s} <happens|starts|gets worse>, so you can tell your <care team|doctor|nurse>.
+        <In the early stages|At first|Early on>, you may have no symptoms at all.
+        {S} <can be|is sometimes> the first sign <you notice|that something is wrong>.
+        <Tell|Let> your doctor <know|right away> if {s} <keeps you awake|stops you from working|makes daily tasks hard>.
+        Some people <feel|notice> {s} <only at night|mainly in the morning|after meals>.
         """),
     "diagnosis": _lines("""
-        Your doctor will ask about your symptoms and examine your {a}.
+        Your <doctor|care team|nurse practitioner> will ask about your symptoms and examine your {a}.
         You may need a {test} or {m} of the {a}.
         These tests help your doctor rule out other problems such as {d}.
-        Most tests are quick and painless.
-        Bring a list of your medicines to the appointment.
+        <Most|Many of these|The usual> tests are <quick and painless|simple and safe|done in the clinic>.
+        Bring a list of your <medicines|medications and supplements> to the appointment.
+        <A|Your> {test} <shows|can show> how well your body is <working|coping>.
+        <Sometimes|In some cases|Occasionally> a specialist in {d} will <see|review> you.
+        <It may take|Results can take|You may wait> {dur} <to get results|before all the results are back>.
+        <Ask|Feel free to ask> <why a test is needed|what each test is for> and what the results mean.
         """),
     "treatment": _lines("""
-        Treatment depends on how severe your symptoms are.
+        Treatment depends on <how severe your symptoms are|your age and general health|what is causing your symptoms>.
         Your doctor may prescribe {drug} to help control {s}.
-        Take your medicine exactly as prescribed, even when you feel well.
-        Healthy habits such as eating well, staying active and not smoking can help.
-        Some people need a procedure if medicines do not work.
+        Take your medicine exactly as prescribed, <even when you feel well|and do not stop it on your own>.
+        <Healthy habits|Simple changes>, such as <eating well|a balanced diet>, staying active and not smoking, can help.
+        Some people need a procedure if <medicines do not work|other treatments have not helped>.
         Ask before taking any new medicine, because it may interact with {drug}.
+        {Drug} is <usually|often> taken {freq}.
+        <Side effects|Problems with {drug}> are <usually mild|not common>, but tell your doctor if they happen.
+        <Physical therapy|Gentle exercise|Breathing exercises> <may help|can help> with {s}.
+        <Your care team|Your doctor> will <check|review> how well the treatment works after {dur}.
+        Treating {d} <at the same time|as well> <can improve|often improves> your symptoms.
         """),
     "call": _lines("""
-        Call your doctor if you have {s} that gets worse.
+        Call your doctor if you have {s} that <gets worse|does not go away|keeps coming back>.
         Get medical help right away if you have {s} or {s}.
         Contact your care team if you notice new symptoms or side effects from {drug}.
-        Keep all follow-up appointments so your doctor can check your progress.
+        Keep all follow-up appointments so your doctor can <check your progress|adjust your treatment>.
+        <Go to|Visit> the emergency department if {s} <starts suddenly|is severe>.
+        <Call|Phone> <your clinic|the nurse line> if you <are not sure what to do|have questions about {drug}>.
         """),
 }
 EDUCATION_HEADERS = {
