@@ -16,6 +16,7 @@ import pytest
 
 from medray import storage
 from medray.config import load_config
+from medray.data.layout import Layout
 from medray.data.pipeline import run_pipeline
 from medray.data.settings import DataPipelineConfig
 from medray.errors import ConfigError, MedrayError
@@ -54,16 +55,11 @@ def config(setup, *extra: str) -> DataPipelineConfig:
 
 
 def dropped_reasons(out: str) -> dict[str, str]:
-    """record id -> reason, from the rejects and every phase's filtered output."""
-    got: dict[str, str] = {}
-    for uri in storage.list_files(storage.join(out, "rejects"), suffixes=(".parquet",)) if storage.exists(storage.join(out, "rejects")) else []:
-        t = storage.read_parquet(uri)
-        got.update({f"{f}:{n}": r for f, n, r in zip(t["file"].to_pylist(), t["line"].to_pylist(), t["reason"].to_pylist())})
-    for uri in storage.list_files(storage.join(out, "filtered"), suffixes=(".parquet",)):
-        t = storage.read_parquet(uri)
-        for i, r in zip(t["id"].to_pylist(), t["reason"].to_pylist()):
-            assert i not in got, f"{i} dropped twice"
-            got[i] = r
+    """record id -> reason, from the rejects and every phase's filtered output; no record dropped twice."""
+    got = Layout(out).dropped_reasons()
+    filtered = [i for uri in storage.list_files(storage.join(out, "filtered"), suffixes=(".parquet",))
+                for i in storage.read_parquet(uri).column("id").to_pylist()]
+    assert len(filtered) == len(set(filtered)), "a record dropped twice"
     return got
 
 
@@ -136,7 +132,8 @@ def test_sampling_lifts_the_tail(first_run):
     before, after = report["sampling"]["before"], report["sampling"]["after"]
     assert after["tail_token_share"] > before["tail_token_share"]
     assert after["entropy_bits"] > before["entropy_bits"]
-    assert after["head_token_share"] < before["head_token_share"]
+    # no head-share check here: on the tiny tree the head node is named in nearly every document, so no
+    # reweighting of documents can lower its share (test_sample checks it on a Zipf corpus)
 
 
 def test_same_input_same_output(setup, first_run):
