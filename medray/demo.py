@@ -162,17 +162,9 @@ def _data_demo(tree, tree_path: str, out_dir: str) -> dict:
 
 def _planted_found(data: str, expected: dict[str, str]) -> int:
     """Planted defects that reached the rejects or filtered outputs with the expected reason."""
-    import glob
+    from medray.data.layout import Layout
 
-    import pyarrow.parquet as pq
-
-    got: dict[str, str] = {}
-    for path in glob.glob(os.path.join(data, "rejects", "*.parquet")):
-        t = pq.read_table(path, columns=["file", "line", "reason"])
-        got.update({f"{f}:{n}": r for f, n, r in zip(t["file"].to_pylist(), t["line"].to_pylist(), t["reason"].to_pylist())})
-    for path in glob.glob(os.path.join(data, "filtered", "*", "*.parquet")):
-        t = pq.read_table(path, columns=["id", "reason"])
-        got.update(zip(t["id"].to_pylist(), t["reason"].to_pylist()))
+    got = Layout(data).dropped_reasons()
     return sum(got.get(i) == reason for i, reason in expected.items())
 
 

@@ -47,6 +47,15 @@ def tracking_uri(default_dir: str | os.PathLike = ".") -> str:
     return f"sqlite:///{Path(default_dir).expanduser().resolve() / 'mlflow.db'}"
 
 
+def job_tracking_uri(configured: str | None, output: str | os.PathLike) -> str:
+    """Where a job logs: the URI its config names, else ``tracking_uri`` beside its output
+    (the working directory when the output is remote)."""
+    if configured:
+        return configured
+    output = str(output)
+    return tracking_uri("." if "://" in output else str(Path(output).parent))
+
+
 def _sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
 

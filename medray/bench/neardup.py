@@ -20,13 +20,9 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from medray.data.dedup import (
-    NearDupConfig,
-    band_keys,
-    minhash_with_word_counts,
-    near_duplicate_pairs,
-    smallest_in_components,
-)
+from medray.data.dedup import NearDupConfig
+from medray.data.minhash import band_keys, minhash_with_word_counts
+from medray.data.near_dup_pairs import near_duplicate_pairs, smallest_in_components
 from medray.met.normalize import normalize_text
 
 

@@ -41,6 +41,12 @@ def _duplicates_in_group(group: pa.Table) -> pa.Table:
                      "_order": rest.column("_order")})
 
 
+def _tables(ds) -> list[pa.Table]:
+    """A (small) Ray dataset's blocks on the driver, as Arrow tables."""
+    return [pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
+            for b in ds.iter_batches(batch_format="pyarrow", batch_size=None)]
+
+
 def write_decisions(decisions: pa.Table, folder: str, chunk_lines: int) -> int:
     """Split (id, dup_of, _order) rows by shard and write one decision file per shard that has any."""
     if not decisions.num_rows:
@@ -63,10 +69,9 @@ def exact_duplicates(layout: Layout, chunk_lines: int, num_partitions: int) -> d
 
     folder = layout.work("read")
     files = storage.list_files(folder, suffixes=(".parquet",))
-    ds = ray.data.read_parquet(files, columns=["id", "_order", "text_hash"])
+    ds = ray.data.read_parquet(files).select_columns(["id", "_order", "text_hash"])
     dups = ds.groupby("text_hash", num_partitions=num_partitions).map_groups(_duplicates_in_group, batch_format="pyarrow")
-    tables = [t for t in (pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
-                          for b in dups.iter_batches(batch_format="pyarrow")) if t.num_rows]
+    tables = [t for t in _tables(dups) if t.num_rows]
     decisions = pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.string()),
                                                                   "dup_of": pa.array([], pa.string()),
                                                                   "_order": pa.array([], pa.int64())})
@@ -78,10 +83,10 @@ def near_duplicates(layout: Layout, chunk_lines: int, names: list[str], config) 
     """MinHash LSH over the signatures the clean phase computed; all but the first of each cluster go."""
     import ray
 
-    from medray.data.dedup import near_duplicates_ray
+    from medray.data.near_dup_ray import near_duplicates_ray
 
     files = storage.list_files(layout.work("clean"), suffixes=(".parquet",))
-    ds = ray.data.read_parquet(files, columns=["_order", "minhash"])
+    ds = ray.data.read_parquet(files).select_columns(["_order", "minhash"])
     # zero-padded order keys as ids: "keep the smallest id" then keeps the first occurrence
     ds = ds.map_batches(_order_ids, batch_format="pyarrow")
     found = near_duplicates_ray(ds, config)
@@ -94,7 +99,7 @@ def near_duplicates(layout: Layout, chunk_lines: int, names: list[str], config) 
 
 
 def _order_ids(batch: pa.Table) -> pa.Table:
-    ids = [f"{o:020d}" for o in batch.column("_order").to_pylist()]
+    ids = pc.utf8_lpad(pc.cast(batch.column("_order"), pa.string()), 20, "0")
     return pa.table({"id": pa.array(ids, pa.string()), "minhash": batch.column("minhash")})
 
 
@@ -106,7 +111,7 @@ def record_ids(order: pa.Array | pa.ChunkedArray, names: list[str]) -> pa.Array:
 
 def merge_counts(layout: Layout, name: str) -> pa.Table:
     """Sum the per-shard node counts (node_id, docs, tokens) of a phase."""
-    from medray.data.sample import merge_counts as merge
+    from medray.data.tree_counts import merge_counts as merge
 
     folder = layout.work(name)
     if not storage.exists(folder):
@@ -128,11 +133,10 @@ def sampling_plan(layout: Layout, config, tree=None):
     counts = merge_counts(layout, "counts")
     plan = SamplingPlan.from_counts(counts, config, tree)
     files = storage.list_files(layout.work("tagged"), suffixes=(".parquet",))
-    ds = ray.data.read_parquet(files, columns=["id", "nodes", "n_words"])
+    ds = ray.data.read_parquet(files).select_columns(["id", "nodes", "n_words"])
     profiles = ds.map_batches(_Profile, fn_constructor_args=(plan,), batch_format="pyarrow", batch_size=None,
                               compute=ray.data.ActorPoolStrategy(size=1))
-    tables = [pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b
-              for b in profiles.iter_batches(batch_format="pyarrow", batch_size=None)]
+    tables = _tables(profiles)
     return counts, plan.calibrate(merge_profiles(tables))
 
 

@@ -42,16 +42,34 @@ class Layout:
     def save_stats(self, phase: str, unit: str, stats: dict) -> None:
         storage.write_text(self.stats_uri(phase, unit), json.dumps(stats, sort_keys=True))
 
-    def done_units(self, phase: str) -> dict[str, dict]:
-        """unit -> its stats, for every unit of `phase` already completed."""
+    def done_names(self, phase: str) -> set[str]:
+        """The units of `phase` already completed (one listing, no reads)."""
         folder = self.folder("stats", phase)
         if not storage.exists(folder):
-            return {}
-        out = {}
-        for uri in storage.list_files(folder, suffixes=(".json",)):
-            name = uri.rsplit("/", 1)[-1][: -len(".json")]
-            out[name] = json.loads(storage.read_text(uri))
-        return out
+            return set()
+        return {uri.rsplit("/", 1)[-1][: -len(".json")] for uri in storage.list_files(folder, suffixes=(".json",))}
+
+    def load_stats(self, phase: str, units) -> list[dict]:
+        return [json.loads(storage.read_text(self.stats_uri(phase, unit))) for unit in sorted(units)]
+
+    def dropped_reasons(self) -> dict[str, str]:
+        """Record id -> why it is not in the output, from the rejects and every phase's filtered records.
+
+        Rejects have no record id yet; they are keyed `file:line`, the form ids take.
+        """
+        import pyarrow.parquet as pq
+
+        got: dict[str, str] = {}
+        for folder, columns in ((self.rejects, ("file", "line", "reason")), (self.folder("filtered"), ("id", "reason"))):
+            if not storage.exists(folder):
+                continue
+            for uri in storage.list_files(folder, suffixes=(".parquet",)):
+                with storage.open_input_file(uri) as handle:
+                    t = pq.read_table(handle, columns=list(columns))
+                ids = (t["id"].to_pylist() if "id" in columns
+                       else [f"{f}:{n}" for f, n in zip(t["file"].to_pylist(), t["line"].to_pylist())])
+                got.update(zip(ids, t["reason"].to_pylist()))
+        return got
 
     def marker(self, name: str) -> str:
         return self.folder("stats", f"{name}.json")

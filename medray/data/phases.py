@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,19 +43,12 @@ FILTERED_SCHEMA = pa.schema(
 DECISION_SCHEMA = pa.schema([("id", pa.string()), ("dup_of", pa.string())])
 
 
-def _stage_stats(name: str, result: StageResult, tokens_in: int, tokens_out: int, cpu_s: float) -> dict:
-    added = result.counts.get("copies_added", 0)  # sampling repeats records: copies are not inputs
-    return {"stage": name, "in": result.kept.num_rows - added + result.dropped.num_rows, "kept": result.kept.num_rows - added,
-            "dropped": dict(sorted(result.reason_counts().items())), "counts": dict(sorted(result.counts.items())),
-            "tokens_in": tokens_in, "tokens_out": tokens_out, "cpu_s": round(cpu_s, 4)}
-
-
 def _tokens(table: pa.Table) -> int:
     return int(pc.sum(table.column("n_words")).as_py() or 0) if table.num_rows and "n_words" in table.column_names else 0
 
 
-def _without(table: pa.Table, column: str) -> pa.Table:
-    return table.drop([column]) if column in table.column_names else table
+def _without(table: pa.Table, *columns: str) -> pa.Table:
+    return table.drop([c for c in columns if c in table.column_names])
 
 
 def _as_filtered(stage: str, dropped: pa.Table) -> pa.Table:
@@ -64,6 +57,40 @@ def _as_filtered(stage: str, dropped: pa.Table) -> pa.Table:
     return pa.table([dropped.column("id"), dropped.column("text"), dropped.column("source"), dropped.column("meta"),
                      dropped.column("_order"), pa.array([stage] * n, pa.string()), dropped.column("reason"),
                      detail.cast(pa.string())], schema=FILTERED_SCHEMA)
+
+
+@dataclass
+class UnitLog:
+    """What one unit's stages did: per-stage counts for the stats file, dropped records for `filtered`."""
+
+    stats: list[dict] = field(default_factory=list)
+    filtered: list[pa.Table] = field(default_factory=list)
+
+    def record(self, name: str, result: StageResult, tokens_in: int, cpu_s: float) -> None:
+        added = result.counts.get("copies_added", 0)  # sampling repeats records: copies are not inputs
+        self.stats.append({"stage": name, "in": result.kept.num_rows - added + result.dropped.num_rows,
+                           "kept": result.kept.num_rows - added, "dropped": dict(sorted(result.reason_counts().items())),
+                           "counts": dict(sorted(result.counts.items())), "tokens_in": tokens_in,
+                           "tokens_out": _tokens(result.kept), "cpu_s": round(cpu_s, 4)})
+        if result.dropped.num_rows:
+            self.filtered.append(_as_filtered(name, result.dropped))
+
+
+class DropDecided(Stage):
+    """Drops the records a global step decided against: their ids, each with the record it duplicates."""
+
+    def __init__(self, name: str, reason: str, decisions: pa.Table | None):
+        self.name, self.reason, self.decisions = name, reason, decisions
+
+    def process(self, batch: pa.Table) -> StageResult:
+        if self.decisions is None or not self.decisions.num_rows:
+            return StageResult.keep_all(batch)
+        ids = self.decisions.column("id")
+        mask = pc.is_in(batch.column("id"), value_set=ids)
+        dropped = batch.filter(mask)
+        dup_of = self.decisions.column("dup_of").take(pc.index_in(dropped.column("id"), value_set=ids))
+        dropped = dropped.append_column("dup_of", dup_of).append_column("reason", pa.array([self.reason] * dropped.num_rows, pa.string()))
+        return StageResult(batch.filter(pc.invert(mask)), dropped)
 
 
 @dataclass
@@ -90,42 +117,46 @@ class Phase:
     def build_stages(self) -> list[Stage]:
         return []
 
-    def run_stages(self, table: pa.Table, stats: list[dict], filtered: list[pa.Table]) -> pa.Table:
-        for stage in self.stages:
+    def run_stages(self, table: pa.Table, log: UnitLog, stages: list[Stage] | None = None) -> pa.Table:
+        for stage in self.stages if stages is None else stages:
             start, tokens_in = time.process_time(), _tokens(table)
             result = stage(table)
-            stats.append(_stage_stats(stage.name, result, tokens_in, _tokens(result.kept), time.process_time() - start))
-            if result.dropped.num_rows:
-                filtered.append(_as_filtered(stage.name, result.dropped))
+            log.record(stage.name, result, tokens_in, time.process_time() - start)
             table = result.kept
         return table
 
-    def apply_drops(self, table: pa.Table, decisions: str, shard: str, stage: str, reason: str,
-                    stats: list[dict], filtered: list[pa.Table]) -> pa.Table:
-        """Drop the records a barrier decided against (its per-shard decision file; none = keep all)."""
-        start, tokens_in = time.process_time(), _tokens(table)
-        uri = storage.join(self.layout.work(decisions), f"{shard}.parquet")
-        if storage.exists(uri):
-            drops = storage.read_parquet(uri)
-            mask = pc.is_in(table.column("id"), value_set=drops.column("id"))
-            dropped = table.filter(mask)
-            dup_of = dict(zip(drops.column("id").to_pylist(), drops.column("dup_of").to_pylist()))
-            dropped = dropped.append_column("dup_of", pa.array([dup_of[i] for i in dropped.column("id").to_pylist()], pa.string()))
-            result = StageResult(table.filter(pc.invert(mask)),
-                                 dropped.append_column("reason", pa.array([reason] * dropped.num_rows, pa.string())))
-        else:
-            result = StageResult.keep_all(table)
-        stats.append(_stage_stats(stage, result, tokens_in, _tokens(result.kept), time.process_time() - start))
-        if result.dropped.num_rows:
-            filtered.append(_as_filtered(stage, result.dropped))
-        return result.kept
-
-    def finish_unit(self, shard: str, stats: list[dict], filtered: list[pa.Table], outputs: dict) -> dict:
-        if filtered:
-            write_shard(pa.concat_tables(filtered), self.layout.filtered(self.name), shard)
-        unit = {"unit": shard, "phase": self.name, "stages": stats, "outputs": outputs}
+    def finish_unit(self, shard: str, log: UnitLog, outputs: dict) -> dict:
+        if log.filtered:
+            write_shard(pa.concat_tables(log.filtered), self.layout.filtered(self.name), shard)
+        unit = {"unit": shard, "phase": self.name, "stages": log.stats, "outputs": outputs}
         self.layout.save_stats(self.name, shard, unit)
         return unit
+
+
+class ShardPhase(Phase):
+    """A phase over one shard: read it, drop what the last global step decided, run the stages, write."""
+
+    source = "read"  # the work folder this phase reads
+    strip: tuple[str, ...] = ()  # columns earlier steps needed and the output does not
+
+    def pending_drops(self) -> list[tuple[str, str, str]]:
+        """(decision folder, stage name, reason) of the global steps this phase applies."""
+        return []
+
+    def decisions(self, folder: str, shard: str) -> pa.Table | None:
+        uri = storage.join(self.layout.work(folder), f"{shard}.parquet")
+        return storage.read_parquet(uri) if storage.exists(uri) else None
+
+    def run(self, unit: dict) -> list[dict]:
+        shard, log = unit["shard"], UnitLog()
+        table = read_shard(self.layout.work(self.source), shard)
+        drops = [DropDecided(stage, reason, self.decisions(folder, shard)) for folder, stage, reason in self.pending_drops()]
+        table = self.run_stages(table, log, drops)
+        table = self.run_stages(_without(table, *self.strip), log)
+        return [self.finish_unit(shard, log, self.write(shard, table, log))]
+
+    def write(self, shard: str, table: pa.Table, log: UnitLog) -> dict:
+        raise NotImplementedError
 
 
 class ReadPhase(Phase):
@@ -141,9 +172,8 @@ class ReadPhase(Phase):
         return []
 
     def run(self, unit: dict) -> list[dict]:
-        file = InputFile(**unit)
-        done = {name for name in self.layout.done_units(self.name) if name.startswith(f"part-{file.index:05d}-")}
-        skip = frozenset(int(name.rsplit("-", 1)[1]) for name in done)
+        file = InputFile(**unit["file"])
+        skip = frozenset(unit.get("done_chunks", ()))  # chunks a crashed run already finished
         out = []
         for chunk in read_chunks(file, self.cfg.chunk_lines, text_field=self.cfg.text_field, skip_chunks=skip):
             if chunk.index in skip:
@@ -152,23 +182,22 @@ class ReadPhase(Phase):
             start = time.process_time()
             records = chunk.records.append_column("n_words", pa.array(word_counts(chunk.records.column("text"))))
             reasons = Counter(chunk.rejects.column("reason").to_pylist())
-            stats = [{"stage": "read", "in": chunk.lines - chunk.blank_lines, "kept": records.num_rows,
-                      "dropped": dict(sorted(reasons.items())), "counts": {"blank_lines": chunk.blank_lines, "lines": chunk.lines},
-                      "tokens_in": _tokens(records), "tokens_out": _tokens(records), "cpu_s": round(time.process_time() - start, 4)}]
-            filtered: list[pa.Table] = []
-            records = self.run_stages(records, stats, filtered)
+            log = UnitLog([{"stage": "read", "in": chunk.lines - chunk.blank_lines, "kept": records.num_rows,
+                            "dropped": dict(sorted(reasons.items())), "counts": {"blank_lines": chunk.blank_lines, "lines": chunk.lines},
+                            "tokens_in": _tokens(records), "tokens_out": _tokens(records), "cpu_s": round(time.process_time() - start, 4)}])
+            records = self.run_stages(records, log)
             if chunk.rejects.num_rows:
                 write_shard(chunk.rejects, self.layout.rejects, shard)
             outputs = {"records": write_shard(records, self.layout.work("read"), shard)["rows"]}
-            out.append(self.finish_unit(shard, stats, filtered, outputs))
-        self.layout.save_stats("read_files", f"file-{file.index:05d}", {"file": file.name, "chunks": len(done) + len(out)})
+            out.append(self.finish_unit(shard, log, outputs))
+        self.layout.save_stats("read_files", f"file-{file.index:05d}", {"file": file.name, "chunks": len(skip) + len(out)})
         return out
 
 
-class CleanPhase(Phase):
+class CleanPhase(ShardPhase):
     """Exact duplicates out, then rules, quality and the MinHash signatures near-dup needs."""
 
-    name = "clean"
+    name, source, strip = "clean", "read", ("text_hash",)
 
     def build_stages(self) -> list[Stage]:
         stages: list[Stage] = []
@@ -186,54 +215,56 @@ class CleanPhase(Phase):
             stages.append(MinHashStage(self.cfg.near_dup))
         return stages
 
-    def run(self, unit: dict) -> list[dict]:
-        shard = unit["shard"]
-        stats: list[dict] = []
-        filtered: list[pa.Table] = []
-        table = read_shard(self.layout.work("read"), shard)
-        if self.cfg.enabled("exact_dedup"):
-            table = self.apply_drops(table, "exact", shard, "exact_dedup", "exact_duplicate", stats, filtered)
-        table = self.run_stages(table, stats, filtered)
-        table = _without(table, "text_hash")
-        outputs = {"records": write_shard(table, self.layout.work("clean"), shard)["rows"]}
-        return [self.finish_unit(shard, stats, filtered, outputs)]
+    def pending_drops(self) -> list[tuple[str, str, str]]:
+        return [("exact", "exact_dedup", "exact_duplicate")] if self.cfg.enabled("exact_dedup") else []
+
+    def write(self, shard: str, table: pa.Table, log: UnitLog) -> dict:
+        return {"records": write_shard(_without(table, "text_hash"), self.layout.work("clean"), shard)["rows"]}
 
 
-class TagPhase(Phase):
+NEAR_DROPS = ("near", "near_dup", "near_duplicate")
+
+
+class TagPhase(ShardPhase):
     """Near duplicates out, then the tree's nodes on every record, and this shard's node counts."""
 
-    name = "tag"
+    name, source, strip = "tag", "clean", ("minhash",)
 
     def build_stages(self) -> list[Stage]:
         from medray.data.tag import TagStage
 
         self.ancestors = None
         if self.cfg.enabled("sample") and self.cfg.sample.ancestors:
-            from medray.data.sample import AncestorIndex
+            from medray.data.tree_counts import AncestorIndex
             from medray.met.tree import Tree
 
             self.ancestors = AncestorIndex(Tree.load(self.cfg.tag.tree))
         return [TagStage(self.cfg.tag)]
 
-    def run(self, unit: dict) -> list[dict]:
-        from medray.data.sample import node_counts
+    def pending_drops(self) -> list[tuple[str, str, str]]:
+        return [NEAR_DROPS] if self.cfg.enabled("near_dup") else []
 
-        shard = unit["shard"]
-        stats: list[dict] = []
-        filtered: list[pa.Table] = []
-        table = read_shard(self.layout.work("clean"), shard)
-        if self.cfg.enabled("near_dup"):
-            table = self.apply_drops(table, "near", shard, "near_dup", "near_duplicate", stats, filtered)
-        table = self.run_stages(_without(table, "minhash"), stats, filtered)
+    def write(self, shard: str, table: pa.Table, log: UnitLog) -> dict:
+        from medray.data.tree_counts import node_counts
+
         write_shard(node_counts(table, self.ancestors), self.layout.work("counts"), shard)
-        outputs = {"records": write_shard(table, self.layout.work("tagged"), shard)["rows"]}
-        return [self.finish_unit(shard, stats, filtered, outputs)]
+        return {"records": write_shard(table, self.layout.work("tagged"), shard)["rows"]}
 
 
-class FinishPhase(Phase):
+class FinishPhase(ShardPhase):
     """Tree-guided sampling, the final documents, then tokenise and pack."""
 
-    name = "finish"
+    name, strip = "finish", ("minhash",)
+
+    def __init__(self, ctx: PhaseContext):
+        super().__init__(ctx)
+        self.source = "tagged" if self.cfg.enabled("tag") else "clean"
+        self.tokenize = None
+        if self.cfg.enabled("pack"):
+            from medray.data.pack import TokenizeStage
+
+            self.tokenize = TokenizeStage(self.cfg.pack)
+            self.tokenize.setup()
 
     def build_stages(self) -> list[Stage]:
         stages: list[Stage] = []
@@ -243,27 +274,13 @@ class FinishPhase(Phase):
             stages.append(SampleStage(self.ctx.plan, self.cfg.sample))
         return stages
 
-    def __init__(self, ctx: PhaseContext):
-        super().__init__(ctx)
-        self.tokenize = None
-        if self.cfg.enabled("pack"):
-            from medray.data.pack import TokenizeStage
+    def pending_drops(self) -> list[tuple[str, str, str]]:
+        return [NEAR_DROPS] if self.cfg.enabled("near_dup") and not self.cfg.enabled("tag") else []
 
-            self.tokenize = TokenizeStage(self.cfg.pack)
-            self.tokenize.setup()
-
-    def run(self, unit: dict) -> list[dict]:
-        shard = unit["shard"]
-        stats: list[dict] = []
-        filtered: list[pa.Table] = []
-        source = "tagged" if self.cfg.enabled("tag") else "clean"
-        table = read_shard(self.layout.work(source), shard)
-        if self.cfg.enabled("near_dup") and not self.cfg.enabled("tag"):
-            table = self.apply_drops(table, "near", shard, "near_dup", "near_duplicate", stats, filtered)
-        table = self.run_stages(_without(table, "minhash"), stats, filtered)
+    def write(self, shard: str, table: pa.Table, log: UnitLog) -> dict:
         outputs = {"docs": write_shard(table, self.layout.folder("docs"), shard)["rows"], "tokens": _tokens(table)}
         if self.cfg.enabled("sample"):
-            from medray.data.sample import node_counts
+            from medray.data.tree_counts import node_counts
 
             write_shard(node_counts(table, self.ctx.plan.ancestors), self.layout.work("counts_after"), shard)
         if self.tokenize is not None:
@@ -271,12 +288,12 @@ class FinishPhase(Phase):
 
             start = time.process_time()
             entry = pack_shard([table], self.tokenize, storage.join(self.layout.folder("packed"), f"{shard}.parquet"))
-            stats.append({"stage": "pack", "in": table.num_rows, "kept": entry["docs"], "dropped": entry["dropped"],
-                          "counts": {"sequences": entry["rows"], "tokens": entry["tokens"], "pad_tokens": entry["pad_tokens"]},
-                          "tokens_in": _tokens(table), "tokens_out": _tokens(table),
-                          "cpu_s": round(time.process_time() - start, 4)})
+            log.stats.append({"stage": "pack", "in": table.num_rows, "kept": entry["docs"], "dropped": entry["dropped"],
+                              "counts": {"sequences": entry["rows"], "tokens": entry["tokens"], "pad_tokens": entry["pad_tokens"]},
+                              "tokens_in": _tokens(table), "tokens_out": _tokens(table),
+                              "cpu_s": round(time.process_time() - start, 4)})
             outputs["packed"] = entry
-        return [self.finish_unit(shard, stats, filtered, outputs)]
+        return outputs
 
 
 PHASES = {cls.name: cls for cls in (ReadPhase, CleanPhase, TagPhase, FinishPhase)}

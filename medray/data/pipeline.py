@@ -69,7 +69,10 @@ def _map_units(phase: str, units: list[dict], ctx: PhaseContext, workers: int, p
 
 def _fingerprint(cfg: DataPipelineConfig, inputs) -> str:
     settings = {k: v for k, v in to_dict(cfg).items() if k not in _NOT_FINGERPRINTED}
-    files = [(f.name, storage.filesystem_for(f.uri)[0].get_file_info(storage.filesystem_for(f.uri)[1]).size) for f in inputs]
+    files = []
+    for f in inputs:
+        fs, path = storage.filesystem_for(f.uri)
+        files.append((f.name, fs.get_file_info(path).size))
     return hashlib.sha256(json.dumps([settings, files], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -125,15 +128,15 @@ def run_pipeline(cfg: DataPipelineConfig, progress=print) -> dict:
     barrier_results: dict[str, dict] = {}
 
     def phase(name: str, todo: list[dict]) -> list[dict]:
-        done = layout.done_units(name)
+        done = layout.done_names(name)
         if name == "read":
-            finished = layout.done_units("read_files")
-            todo = [u for u in todo if f"file-{u['index']:05d}" not in finished]
+            finished = layout.done_names("read_files")
+            todo = [{"file": u, "done_chunks": sorted(int(d.rsplit("-", 1)[1]) for d in done if d.startswith(f"part-{u['index']:05d}-"))}
+                    for u in todo if f"file-{u['index']:05d}" not in finished]
         else:
             todo = [u for u in todo if u["shard"] not in done]
         progress(f"{name}: {len(todo)} units to run, {len(done)} done before")
-        _map_units(name, todo, ctx, workers, progress)
-        results = list(layout.done_units(name).values())
+        results = layout.load_stats(name, done) + _map_units(name, todo, ctx, workers, progress)
         units.extend(results)
         return results
 
@@ -165,7 +168,7 @@ def run_pipeline(cfg: DataPipelineConfig, progress=print) -> dict:
         barrier_results["sampling_plan"] = ctx.plan.summary()
     finish = phase("finish", [{"shard": s} for s in shards])
     if cfg.enabled("sample"):
-        from medray.data.sample import sampling_report
+        from medray.data.sample_report import sampling_report
         from medray.met.tree import Tree
 
         after = barriers.merge_counts(layout, "counts_after")
@@ -199,8 +202,7 @@ def _manifest(cfg: DataPipelineConfig, finish: list[dict]) -> dict:
 
 
 def _track(cfg: DataPipelineConfig, report: dict) -> str:
-    from medray.met.jobs import _tracking_uri
-    from medray.tracking import run
+    from medray.tracking import job_tracking_uri, run
 
     metrics: dict[str, float] = {"seconds": report["seconds"], "shards": report["shards"]}
     for stage, t in report["stages"].items():
@@ -213,7 +215,7 @@ def _track(cfg: DataPipelineConfig, report: dict) -> str:
         if isinstance(value, dict):
             metrics.update({f"sampling.{key}.{k}": v for k, v in value.items() if isinstance(v, (int, float))})
     with run(cfg.tracking.experiment, run_name="data-pipeline", params=to_dict(cfg),
-             uri=_tracking_uri(cfg.tracking, cfg.out + "/x")) as tracked:
+             uri=job_tracking_uri(cfg.tracking.uri, Layout(cfg.out).folder("report.json"))) as tracked:  # the database lands in OUT
         tracked.log_metrics(metrics)
         tracked.log_dict(report, "data_report.json")
         return tracked.run_id

@@ -17,7 +17,7 @@ from collections import Counter
 
 import numpy as np
 
-from medray.data import synthetic_text as txt
+from medray.data import synthetic_text_defects as txt
 from medray.data.synthetic_docs import Composer
 from medray.errors import MedrayError
 

@@ -44,7 +44,6 @@ class TagStage(Stage):
         axis_of = dict(zip(tree.table.column("node_id").to_pylist(), tree.table.column("axis").to_pylist()))
         codes = {axis: i for i, axis in enumerate(AXES)}
         self.node_axis = np.array([codes[axis_of[n]] for n in self.matcher.node_ids.to_pylist()], dtype=np.int64)
-        self.node_index = {n: i for i, n in enumerate(self.matcher.node_ids.to_pylist())}
 
     def process(self, batch: pa.Table) -> StageResult:
         if self.matcher is None:
@@ -58,7 +57,7 @@ class TagStage(Stage):
         counts = np.zeros((n, len(AXES)), dtype=np.int32)
         if present.num_rows:
             doc = present.column("doc").to_numpy()
-            index = np.array([self.node_index[x] for x in present.column("node_id").to_pylist()], dtype=np.int64)
+            index = pc.index_in(present.column("node_id"), value_set=self.matcher.node_ids).to_numpy()
             np.add.at(counts, (doc, self.node_axis[index]), 1)
         columns["axis_counts"] = pa.StructArray.from_arrays([pa.array(counts[:, i]) for i in range(len(AXES))], fields=list(AXIS_COUNTS))
         for name, values in columns.items():

@@ -5,20 +5,11 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from pathlib import Path
 
 from medray.config import to_dict
-from medray.met.settings import MetBuildConfig, MetGrowConfig, TrackingConfig
+from medray.met.settings import MetBuildConfig, MetGrowConfig
 from medray.met.tree import Tree
 from medray.storage import atomic_write_bytes, is_remote, strip_suffix
-
-
-def _tracking_uri(cfg: TrackingConfig, out: str) -> str:
-    from medray.tracking import tracking_uri
-
-    if cfg.uri:
-        return cfg.uri
-    return tracking_uri("." if is_remote(out) else str(Path(out).parent))
 
 
 def run_build(cfg: MetBuildConfig, progress=print) -> dict:
@@ -43,10 +34,10 @@ def run_build(cfg: MetBuildConfig, progress=print) -> dict:
     result = {"out": cfg.out, "summary": summary, "report": report, "views": views,
               "seconds": round(time.perf_counter() - start, 1)}
     if cfg.tracking.enabled:
-        from medray.tracking import run
+        from medray.tracking import job_tracking_uri, run
 
         with run(cfg.tracking.experiment, run_name="met-build", params=to_dict(cfg),
-                 uri=_tracking_uri(cfg.tracking, cfg.out)) as tracked:
+                 uri=job_tracking_uri(cfg.tracking.uri, cfg.out)) as tracked:
             metrics = {"nodes": summary["nodes"], "synonyms": summary["synonyms"], "codes": summary["codes"],
                        "max_level": summary["max_level"], "merged": report["merged_total"]}
             metrics.update({f"nodes_{axis}": n for axis, n in summary["per_axis"].items()})
@@ -102,10 +93,10 @@ def run_grow(cfg: MetGrowConfig, progress=print) -> dict:
     result = {"tree": cfg.tree, "out": cfg.out, "nodes_before": len(tree), "nodes_after": len(grown),
               "report": report, "seconds": round(time.perf_counter() - start, 1)}
     if cfg.tracking.enabled:
-        from medray.tracking import run
+        from medray.tracking import job_tracking_uri, run
 
         with run(cfg.tracking.experiment, run_name="met-grow", params=to_dict(cfg),
-                 uri=_tracking_uri(cfg.tracking, cfg.out)) as tracked:
+                 uri=job_tracking_uri(cfg.tracking.uri, cfg.out)) as tracked:
             tracked.log_metrics({"nodes_before": len(tree), "nodes_after": len(grown),
                                  "attached": report.get("attached", 0), "candidates": report.get("candidates", 0)})
             tracked.log_dict(result, "met_grow.json")

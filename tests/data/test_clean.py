@@ -8,16 +8,10 @@ from collections import Counter
 import pyarrow as pa
 import pytest
 
-from medray.data.clean import (
-    REASONS,
-    ExactHashStage,
-    RulesConfig,
-    RulesStage,
-    normalized_text_hash,
-    scrub_pii,
-    text_stats,
-)
+from medray.data.clean import REASONS, ExactHashStage, RulesConfig, RulesStage
+from medray.data.pii import scrub_pii
 from medray.data.stage import RECORD_SCHEMA
+from medray.data.text_stats import normalized_text_hash, text_stats
 from medray.errors import ConfigError
 
 CLINICAL = (

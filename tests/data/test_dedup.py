@@ -11,18 +11,10 @@ import pytest
 
 from medray.bench.neardup import compare_with_datasketch, exact_jaccard
 from medray.config import load_config
-from medray.data.dedup import (
-    EMPTY,
-    REASON,
-    MinHashStage,
-    NearDupConfig,
-    NearDupFilter,
-    band_keys,
-    find_near_duplicates,
-    minhash_signatures,
-    near_dup_counts,
-    near_duplicates_ray,
-)
+from medray.data.dedup import REASON, MinHashStage, NearDupConfig, NearDupFilter
+from medray.data.minhash import EMPTY, band_keys, minhash_signatures
+from medray.data.near_dup_pairs import find_near_duplicates, near_dup_counts
+from medray.data.near_dup_ray import near_duplicates_ray
 from medray.data.stage import run_stages
 from medray.errors import ConfigError
 

@@ -12,20 +12,22 @@ import pyarrow.compute as pc
 import pytest
 
 from medray.data.sample import (
-    ALL_ROW,
     SAMPLED_OUT,
-    UNTAGGED_ROW,
-    AncestorIndex,
     SampleConfig,
     SampleStage,
     SamplingPlan,
+    plan_from_batches,
+    record_uniforms,
+    solve_scale,
+)
+from medray.data.sample_report import sampling_report
+from medray.data.tree_counts import (
+    ALL_ROW,
+    UNTAGGED_ROW,
+    AncestorIndex,
     merge_counts,
     node_counts,
     node_rows,
-    plan_from_batches,
-    record_uniforms,
-    sampling_report,
-    solve_scale,
 )
 from medray.errors import ConfigError, MedrayError
 

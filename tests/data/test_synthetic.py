@@ -12,23 +12,19 @@ from collections import Counter, defaultdict
 import pytest
 
 from medray import storage
-from medray.data.synthetic import (
+from medray.data.synthetic import generate_corpus
+from medray.data.synthetic_chunk import CHUNK_RECORDS, PLANT_RATES, blank_count, plant_count
+from medray.data.synthetic_defects import (
     ASSUMED_THRESHOLDS,
-    CHUNK_RECORDS,
-    GROUND_TRUTH,
     JUNK_RULES,
     MALFORMED,
     NEAR_DUP_MIN_JACCARD,
-    PLANT_RATES,
-    blank_count,
     exact_key,
-    generate_corpus,
     jaccard,
-    load_ground_truth,
-    plant_count,
     shingles,
     text_stats,
 )
+from medray.data.synthetic_truth import GROUND_TRUTH, load_ground_truth
 from medray.errors import MedrayError
 
 N_DOCS = 2000
