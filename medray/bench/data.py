@@ -67,16 +67,19 @@ class TreeSampler:
 
 def _run_job(corpus: str, out: str, overrides: list[str]) -> tuple[dict, dict]:
     cmd = [sys.executable, "-m", "medray", "data", "run", "data/pipeline", f"input=[{corpus}]", f"out={out}",
-           "resume=false", "tracking.enabled=false", *overrides, "--json"]
+           "resume=false", "tracking.enabled=false", *overrides]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "RAY_ADDRESS": ""})
-    sampler = TreeSampler(proc.pid)
-    stdout, stderr = proc.communicate()
+    with open(f"{out}.log", "w") as log:
+        # the report is read from OUT/report.json: Ray forwards worker output to the driver's stdout
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "RAY_ADDRESS": ""})
+        sampler = TreeSampler(proc.pid)
+        proc.wait()
     usage = sampler.stop()
     usage["wall_s"] = round(time.perf_counter() - start, 1)
     if proc.returncode:
-        raise RuntimeError(f"pipeline failed ({proc.returncode}): {stderr[-2000:]}")
-    return json.loads(stdout), usage
+        raise RuntimeError(f"pipeline failed ({proc.returncode}); see {log.name}")
+    with open(os.path.join(out, "report.json")) as fh:
+        return json.load(fh), usage
 
 
 def _summary(report: dict, usage: dict) -> dict:
