@@ -58,7 +58,8 @@ def met_build(conf: str = typer.Argument(..., help="YAML config, e.g. conf/met/b
     from medray.met.settings import MetBuildConfig
 
     cfg = load_config(MetBuildConfig, conf, overrides or [])
-    result = run_build(cfg, progress=_progress(as_json))
+    with out.stdout_to_stderr(as_json):
+        result = run_build(cfg, progress=_progress(as_json))
     if as_json:
         return out.print_json(result)
     _print_summary(result["summary"])
@@ -151,7 +152,8 @@ def met_grow(conf: str = typer.Argument(..., help="YAML config, e.g. conf/met/gr
     from medray.met.settings import MetGrowConfig
 
     cfg = load_config(MetGrowConfig, conf, overrides or [])
-    result = run_grow(cfg, progress=_progress(as_json))
+    with out.stdout_to_stderr(as_json):
+        result = run_grow(cfg, progress=_progress(as_json))
     if as_json:
         return out.print_json(result)
     report = result["report"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -12,6 +14,27 @@ from rich.table import Table
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(enabled: bool = True):
+    """Send everything written to file descriptor 1 to stderr while the block runs.
+
+    With `--json`, stdout must hold the JSON alone, but Ray prints to the driver's stdout from
+    C++ and forwards its workers' output there; moving the descriptor catches all of it.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def print_json(data: Any) -> None:

@@ -131,7 +131,7 @@ def _data_demo(tree, tree_path: str, out_dir: str) -> dict:
     from medray.config import load_config
     from medray.data.commands import print_sampling, print_stage_table
     from medray.data.pipeline import run_pipeline
-    from medray.data.quality import quality_train
+    from medray.data.quality_bootstrap import quality_train
     from medray.data.settings import DataPipelineConfig
     from medray.data.synthetic import generate_corpus
     from medray.data.tokenizer import tokenizer_train

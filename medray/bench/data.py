@@ -97,7 +97,7 @@ def _summary(report: dict, usage: dict) -> dict:
 
 
 def run_bench(tree_path: str, sizes_mb: list[float], work: str, seed: int = 0, neardup_mb: float = 10.0, progress=print) -> dict:
-    from medray.data.quality import quality_train
+    from medray.data.quality_bootstrap import quality_train
     from medray.data.synthetic import generate_corpus
     from medray.data.tokenizer import tokenizer_train
     from medray.met.tree import Tree

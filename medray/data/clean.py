@@ -40,7 +40,7 @@ from medray.data.stage import Stage, StageResult
 from medray.data.text_normalize import (
     BOILERPLATE_LINES,
     BOILERPLATE_PHRASES,
-    boilerplate_regex,
+    build_boilerplate,
     normalize_texts,
 )
 from medray.data.text_stats import (
@@ -153,7 +153,7 @@ class RulesStage(Stage):
     def __init__(self, config: RulesConfig | None = None):
         self.config = config or RulesConfig()
         self.config.check()
-        self._boilerplate = boilerplate_regex(self.config.boilerplate_phrases, self.config.boilerplate_lines,
+        self._boilerplate = build_boilerplate(self.config.boilerplate_phrases, self.config.boilerplate_lines,
                                               self.config.boilerplate_context_chars)
         self._detector = None
         self._allowed: set = set()

@@ -56,7 +56,8 @@ def data_run(conf: str = typer.Argument(..., help="YAML config, e.g. conf/data/p
     from medray.data.settings import DataPipelineConfig
 
     cfg = load_config(DataPipelineConfig, conf, overrides or [])
-    report = run_pipeline(cfg, progress=_progress(as_json))
+    with out.stdout_to_stderr(as_json):
+        report = run_pipeline(cfg, progress=_progress(as_json))
     if as_json:
         return out.print_json(report)
     print_stage_table(report["stages"])
@@ -91,7 +92,8 @@ def quality_train_cmd(conf: str = typer.Argument(..., help="YAML config, e.g. co
                       as_json: bool = JsonOpt) -> None:
     """Train the fastText quality classifier by bootstrap: seed set, score, judge the borderline, retrain."""
     from medray.config import load_config
-    from medray.data.quality import QualityConfig, quality_train
+    from medray.data.quality import QualityConfig
+    from medray.data.quality_bootstrap import quality_train
 
     report = quality_train(load_config(QualityConfig, conf, overrides or []))
     if as_json:

@@ -136,6 +136,22 @@ def test_lines_that_only_mention_a_phrase_are_content(rules):
     assert result.counts["boilerplate_chars_removed"] == 0
 
 
+def test_boilerplate_prefilter_gives_the_same_text_as_the_full_pattern_on_every_text():
+    import pyarrow.compute as pc
+
+    from medray.data.text_normalize import build_boilerplate
+
+    config = RulesConfig()
+    boilerplate = build_boilerplate(config.boilerplate_phrases, config.boilerplate_lines, config.boilerplate_context_chars)
+    texts = pa.array([CLINICAL, JUNK["boilerplate"], "Home | About | Contact\nAspirin 81 mg daily.", "Read more",
+                      "x" * 150 + " click here " + "y" * 150, "Click HERE\nTroponin was normal.", "", ABBREVIATED,
+                      "Advertisement\n\nSponsored content\nWarfarin dosing"])
+    removed = boilerplate.remove(texts)
+    assert removed.to_pylist() == pc.replace_substring_regex(texts, boilerplate.pattern, "").to_pylist()
+    assert removed.to_pylist()[5] == "Troponin was normal."  # the check really removed something
+    assert removed.to_pylist()[4] == texts[4].as_py()  # a phrase inside a long line is content
+
+
 def test_pii_counts_are_exact_and_placeholders_typed(rules):
     scrubbed, counts = scrub_pii(pa.array([PII_TEXT]))
     assert scrubbed[0].as_py() == PII_SCRUBBED

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, tiny_tree):
     """Corpus with planted defects, the tree, a quality model and a tokenizer: what a user prepares first."""
-    from medray.data.quality import quality_train
+    from medray.data.quality_bootstrap import quality_train
     from medray.data.synthetic import generate_corpus
     from medray.data.tokenizer import tokenizer_train
 

@@ -17,12 +17,11 @@ from medray.data.quality import (
     QualityConfig,
     QualityModel,
     QualityStage,
-    bootstrap_train,
     normalize_texts,
-    quality_train,
     split_seed,
     train_model,
 )
+from medray.data.quality_bootstrap import bootstrap_train, quality_train
 from medray.data.quality_seed import (
     BAD,
     BAD_KINDS,
