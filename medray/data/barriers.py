@@ -18,6 +18,16 @@ from medray.data.io import ORDER_BITS, shard_name
 from medray.data.layout import Layout
 from medray.data.phases import DECISION_SCHEMA
 
+PARTITION_BYTES = 64 << 20  # shuffle rows one task sorts at once: bounds a worker's memory at any corpus size
+EXACT_ROW_BYTES = 48  # text_hash, _order and an id of ~30 characters
+NEAR_ROW_BYTES = 56  # per band: part, band, key and a 20-digit order id
+
+
+def shuffle_partitions(rows: int, row_bytes: int, cpus: int) -> int:
+    """Hash partitions for a barrier shuffle: at least one per CPU, and enough that none holds more
+    than `PARTITION_BYTES`, so a worker's memory does not grow with the corpus."""
+    return max(1, cpus, -(-rows * row_bytes // PARTITION_BYTES))
+
 
 def shard_of_order(order: pa.Array, chunk_lines: int) -> pa.Array:
     """The shard holding each record, from its order key (file index, line)."""
@@ -79,7 +89,7 @@ def exact_duplicates(layout: Layout, chunk_lines: int, num_partitions: int) -> d
     return {"duplicates": written}
 
 
-def near_duplicates(layout: Layout, chunk_lines: int, names: list[str], config) -> dict:
+def near_duplicates(layout: Layout, chunk_lines: int, names: list[str], config, num_partitions: int | None = None) -> dict:
     """MinHash LSH over the signatures the clean phase computed; all but the first of each cluster go."""
     import ray
 
@@ -89,7 +99,7 @@ def near_duplicates(layout: Layout, chunk_lines: int, names: list[str], config) 
     ds = ray.data.read_parquet(files).select_columns(["_order", "minhash"])
     # zero-padded order keys as ids: "keep the smallest id" then keeps the first occurrence
     ds = ds.map_batches(_order_ids, batch_format="pyarrow")
-    found = near_duplicates_ray(ds, config)
+    found = near_duplicates_ray(ds, config, num_partitions=num_partitions)
     if not found.num_rows:
         return {"duplicates": 0}
     order = pc.cast(found.column("id"), pa.int64())

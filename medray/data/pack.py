@@ -21,8 +21,9 @@ Layout of a packed shard (one row per training sequence, `seq_len` tokens):
 Each shard is packed on its own (its last row padded or dropped), so a
 shard's bytes depend only on its records and the config: a resumed job
 rewrites a lost shard identically. Packing is NumPy over whole arrays
-(boundaries from cumulative sums); tokenisation is the fast tokenizer's
-batch encoder over the whole text column.
+(boundaries from cumulative sums); tokenisation is an exact compiled pre-tokenizer and word cache
+in front of the fast tokenizer (`fast_bpe`), or the tokenizer's batch encoder where that cannot
+be exact.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from medray import storage
+from medray.data.fast_bpe import FastByteLevelBPE
 from medray.data.stage import Stage, StageResult
 from medray.data.tokenizer import load_tokenizer
 from medray.errors import ConfigError, MedrayError
@@ -58,6 +60,7 @@ class PackConfig:
     text_column: str = "text"
     literal_special_tokens: bool = True  # "<|endoftext|>" typed in a document is text, not an EOS
     threads: int = 1  # tokenizer threads per worker; 0 = the library's default (every core)
+    fast_encoder: bool = True  # exact Numba pre-tokenizer + word cache in front of the HF tokenizer; falls back to HF where it cannot be exact
     loss_mask: bool = False  # also write a per-token int8 loss_mask column (0 on pad)
     compression: str = "zstd"
     row_group_rows: int = 0  # rows per parquet row group (a Ray Data read unit); 0 = about 64 MB of rows
@@ -113,12 +116,12 @@ class TokenizeStage(Stage):
 
     def __init__(self, config: PackConfig):
         self.config = config.validate()
-        self.tokenizer = self.backend = None
+        self.tokenizer = self.backend = self.encoder = None
         self.eos_id = self.pad_id = None  # from the tokenizer, in `setup`
 
     def __getstate__(self) -> dict:
         # Ship the config, not a loaded tokenizer: each worker loads its own in `setup`.
-        return {**self.__dict__, "tokenizer": None, "backend": None}
+        return {**self.__dict__, "tokenizer": None, "backend": None, "encoder": None}
 
     def setup(self) -> None:
         if self.config.threads:
@@ -133,6 +136,8 @@ class TokenizeStage(Stage):
         backend.no_padding()
         backend.encode_special_tokens = self.config.literal_special_tokens
         self.backend = backend
+        # None when the tokenizer is not one the fast encoder reproduces exactly: HF encodes then.
+        self.encoder = FastByteLevelBPE.from_backend(backend) if self.config.fast_encoder else None
 
     def process(self, batch: pa.Table) -> StageResult:
         if self.backend is None:
@@ -140,7 +145,11 @@ class TokenizeStage(Stage):
         column = self.config.text_column
         if column not in batch.column_names:
             raise MedrayError(f"tokenize: no {column!r} column (columns: {', '.join(batch.column_names)})")
-        ids = encode_texts(self.backend, batch.column(column), self.config.batch_size)
+        texts = batch.column(column)
+        if self.encoder is not None:
+            ids = self.encoder.encode(texts)
+        else:
+            ids = encode_texts(self.backend, texts, self.config.batch_size)
         n_tokens = pc.list_value_length(ids).cast(pa.int32())
         table = batch.append_column("n_tokens", n_tokens).append_column("input_ids", ids)
         empty = pc.equal(n_tokens, 0)

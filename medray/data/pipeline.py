@@ -110,6 +110,10 @@ def _totals(units: list[dict]) -> dict[str, dict]:
     return out
 
 
+def _records_out(results: list[dict]) -> int:
+    return sum(int(r.get("outputs", {}).get("records", 0)) for r in results)
+
+
 def run_pipeline(cfg: DataPipelineConfig, progress=print) -> dict:
     """Run (or resume) the pipeline; returns the report also written to OUT/report.json."""
     from medray.data import barriers
@@ -122,7 +126,7 @@ def run_pipeline(cfg: DataPipelineConfig, progress=print) -> dict:
     _prepare_out(cfg, layout, inputs)
     cluster = init_ray()
     workers = cfg.workers or max(1, cluster["num_cpus"] - 1)
-    partitions = cfg.exact_dedup.num_partitions or max(1, cluster["num_cpus"])
+    cpus = max(1, cluster["num_cpus"])
     ctx = PhaseContext(cfg)
     units: list[dict] = []
     barrier_results: dict[str, dict] = {}
@@ -151,10 +155,14 @@ def run_pipeline(cfg: DataPipelineConfig, progress=print) -> dict:
     read = phase("read", [asdict(f) for f in inputs])
     shards = sorted(u["unit"] for u in read)
     if cfg.enabled("exact_dedup"):
+        partitions = cfg.exact_dedup.num_partitions or barriers.shuffle_partitions(
+            _records_out(read), barriers.EXACT_ROW_BYTES, cpus)
         barrier("exact_dedup", lambda: barriers.exact_duplicates(layout, cfg.chunk_lines, partitions))
-    phase("clean", [{"shard": s} for s in shards])
+    clean = phase("clean", [{"shard": s} for s in shards])
     if cfg.enabled("near_dup"):
-        barrier("near_dup", lambda: barriers.near_duplicates(layout, cfg.chunk_lines, [f.name for f in inputs], cfg.near_dup))
+        partitions = barriers.shuffle_partitions(_records_out(clean) * cfg.near_dup.bands, barriers.NEAR_ROW_BYTES, cpus)
+        barrier("near_dup", lambda: barriers.near_duplicates(layout, cfg.chunk_lines, [f.name for f in inputs],
+                                                             cfg.near_dup, partitions))
     sampling = None
     if cfg.enabled("tag"):
         phase("tag", [{"shard": s} for s in shards])

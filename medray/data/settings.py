@@ -22,7 +22,7 @@ STAGES = ("exact_dedup", "rules", "quality", "near_dup", "tag", "sample", "pack"
 
 @dataclass
 class ExactDedupConfig:
-    num_partitions: Optional[int] = None  # noqa: UP045  (hash partitions of the shuffle; default: one per CPU)
+    num_partitions: Optional[int] = None  # noqa: UP045  (hash partitions of the shuffle; default: sized so none holds over 64 MB, at least one per CPU)
 
 
 @dataclass
