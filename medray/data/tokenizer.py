@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections import Counter
@@ -28,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import pyarrow.fs as pafs
-
 from medray import storage
 from medray.data.io import JSONL_SUFFIXES, PARQUET_SUFFIXES, TEXT_SUFFIXES, iter_texts
 from medray.errors import ConfigError, MedrayError
+from medray.remote_dir import fetch_remote_dir, local_dir
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
@@ -219,55 +217,17 @@ def cache_root() -> Path:
     return Path(os.environ.get("MEDRAY_CACHE_DIR") or Path.home() / ".cache" / "medray")
 
 
-def _remote_listing(uri: str) -> list[pafs.FileInfo]:
-    fs, path = storage.filesystem_for(uri)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
-    except OSError as err:
-        raise MedrayError(f"{uri}: cannot list the tokenizer folder ({err})") from None
-    return sorted((i for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith(".")),
-                  key=lambda i: i.base_name)
+_EXPECTED = "a folder written by `medray tokenizer train` or save_pretrained"
 
 
 def fetch_tokenizer_dir(uri: str) -> Path:
-    """A local copy of an s3:// tokenizer folder, cached under a key of the URI and each file's size and mtime.
-
-    A changed upload gets a new key, so a stale copy is never used; the copy
-    appears by one rename, so concurrent workers never read half a folder.
-    """
-    infos = _remote_listing(uri)
-    if not any(i.base_name == TOKENIZER_FILE for i in infos):
-        raise MedrayError(f"{uri}: no {TOKENIZER_FILE} (expected a folder written by `medray tokenizer train` "
-                          "or save_pretrained)")
-    signature = json.dumps([uri.rstrip("/"), [(i.base_name, i.size, i.mtime_ns) for i in infos]])
-    target = cache_root() / "tokenizers" / hashlib.sha256(signature.encode()).hexdigest()[:24]
-    if (target / TOKENIZER_FILE).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent))
-    try:
-        for info in infos:
-            (staging / info.base_name).write_bytes(storage.read_bytes(storage.join(uri, info.base_name)))
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / TOKENIZER_FILE).is_file():  # not a concurrent fetch that won the race
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    """A local copy of an s3:// tokenizer folder under `cache_root()/tokenizers`, reused while it is unchanged."""
+    return fetch_remote_dir(uri, cache_root() / "tokenizers", TOKENIZER_FILE, expected=_EXPECTED)
 
 
 def local_tokenizer_dir(path: str | os.PathLike) -> Path:
     """The local folder holding the tokenizer at `path` (fetched first when it is s3://)."""
-    path = str(path)
-    if storage.is_remote(path):
-        return fetch_tokenizer_dir(path)
-    local = Path(path[len("file://"):] if path.startswith("file://") else path).expanduser()
-    if not (local / TOKENIZER_FILE).is_file():
-        raise MedrayError(f"{path}: no {TOKENIZER_FILE} (expected a folder written by `medray tokenizer train` "
-                          "or save_pretrained)")
-    return local
+    return local_dir(path, cache_root() / "tokenizers", TOKENIZER_FILE, expected=_EXPECTED)
 
 
 def load_tokenizer(path: str | os.PathLike):

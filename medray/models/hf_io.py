@@ -17,8 +17,6 @@ when the marker and every file it lists are present, which is what a reader
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +29,7 @@ import pyarrow.fs as pafs
 from medray import storage
 from medray.data.tokenizer import cache_root
 from medray.errors import MedrayError
+from medray.remote_dir import fetch_remote_dir, local_dir
 
 SAVE_MARKER = "medray_saved.json"
 CONFIG_FILE = "config.json"
@@ -40,65 +39,17 @@ _COPY_CHUNK = 16 << 20
 # ---- reading ----------------------------------------------------------------------------------
 
 
-def _remote_files(uri: str) -> list[pafs.FileInfo]:
-    fs, path = storage.filesystem_for(uri)
-    try:
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-    except OSError as err:
-        raise MedrayError(f"{uri}: cannot list the model folder ({err})") from None
-    base = path.rstrip("/") + "/"
-    files = [i for i in infos if i.type == pafs.FileType.File and not i.base_name.startswith(".")]
-    return sorted(files, key=lambda i: i.path[len(base):])
-
-
-def _cache_key(uri: str, infos: list[pafs.FileInfo], rel: list[str]) -> str:
-    # The marker carries a fresh id per save: a re-save within the store's mtime resolution still differs.
-    marker = storage.read_text(storage.join(uri, SAVE_MARKER)) if SAVE_MARKER in rel else ""
-    signature = [uri.rstrip("/"), marker, [(r, i.size, i.mtime_ns) for r, i in zip(rel, infos)]]
-    return hashlib.sha256(json.dumps(signature).encode()).hexdigest()[:24]
-
-
-def _copy_remote(uri: str, rel: list[str], staging: Path) -> None:
-    for name in rel:
-        target = staging / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with storage.open_input_stream(storage.join(uri, name), decompress=False) as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, _COPY_CHUNK)
+_EXPECTED = "a Hugging Face model folder"
 
 
 def fetch_model_dir(uri: str) -> Path:
     """A local copy of the ``s3://`` model folder `uri`, reused while the remote files are unchanged."""
-    infos = _remote_files(uri)
-    fs_base = storage.filesystem_for(uri)[1].rstrip("/") + "/"
-    rel = [i.path[len(fs_base):] for i in infos]
-    if CONFIG_FILE not in rel:
-        raise MedrayError(f"{uri}: no {CONFIG_FILE} (expected a Hugging Face model folder)")
-    target = cache_root() / "models" / _cache_key(uri, infos, rel)
-    if (target / CONFIG_FILE).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if (target / CONFIG_FILE).is_file():  # another worker fetched it while we waited
-            return target
-        staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=target.parent))
-        try:
-            _copy_remote(uri, rel, staging)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return fetch_remote_dir(uri, cache_root() / "models", CONFIG_FILE, marker=SAVE_MARKER, expected=_EXPECTED)
 
 
 def local_model_dir(path: str | os.PathLike) -> Path:
     """The local folder holding the model at `path`: itself, or a cached copy of an ``s3://`` folder."""
-    path = str(path)
-    if storage.is_remote(path):
-        return fetch_model_dir(path)
-    local = Path(path[len("file://"):] if path.startswith("file://") else path).expanduser()
-    if not (local / CONFIG_FILE).is_file():
-        raise MedrayError(f"{path}: no {CONFIG_FILE} (expected a Hugging Face model folder)")
-    return local
+    return local_dir(path, cache_root() / "models", CONFIG_FILE, marker=SAVE_MARKER, expected=_EXPECTED)
 
 
 def has_model(path: str | os.PathLike) -> bool:

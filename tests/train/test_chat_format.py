@@ -25,10 +25,8 @@ IM_START, IM_END, IMAGE = 2, 3, 4
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    out = tmp_path_factory.mktemp("chat-tok") / "tokenizer"
-    train_tokenizer(iter(CORPUS * 40), 400, str(out), min_frequency=1)
-    return load_tokenizer(str(out))
+def tokenizer(tokenizer_dir):
+    return load_tokenizer(tokenizer_dir)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from medray import storage
-from medray.data.tokenizer import load_tokenizer, train_tokenizer
+from medray.data.tokenizer import load_tokenizer
 from medray.errors import ConfigError, MedrayError
 from medray.train.chat_format import IGNORE_INDEX, ChatEncoder, ChatFormatConfig
 from medray.train.sft_collate import SFTCollator, ray_collate_fn
@@ -37,12 +37,6 @@ N_IMAGE_TOKENS = 2
 PAD_ID, IMAGE_ID = 1, 4
 COT = {"understanding": "Which side?", "visual_observation": "Blunting on the left.",
        "reasoning": "Blunting means fluid.", "conclusion": "Left effusion."}
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("sft-tok") / "tokenizer"
-    return train_tokenizer(iter(CORPUS * 40), 400, str(out), min_frequency=1)
 
 
 @pytest.fixture(scope="module")
