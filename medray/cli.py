@@ -25,6 +25,9 @@ def _add_data_commands() -> None:
 
     app.add_typer(data_app, name="data")
     app.add_typer(tokenizer_app, name="tokenizer")
+    from medray.train.commands import train_app
+
+    app.add_typer(train_app, name="train")
 
 
 _add_data_commands()

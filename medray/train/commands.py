@@ -1,0 +1,30 @@
+"""`medray train ...`: continual pretraining (and, as they land, the other training jobs)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from medray import console as out
+
+train_app = typer.Typer(help="Training on Ray Train: continual pretraining, SFT.", no_args_is_help=True)
+JsonOpt = typer.Option(False, "--json", help="Print JSON instead of tables.")
+Overrides = typer.Argument(None, help="key=value overrides")
+
+
+@train_app.command("cpt")
+def train_cpt(conf: str = typer.Argument(..., help="YAML config, e.g. conf/train/cpt_tiny.yaml"),
+              overrides: Optional[list[str]] = Overrides,  # noqa: UP045
+              as_json: bool = JsonOpt) -> None:
+    """Continual pretraining on packed shards (DDP or DeepSpeed ZeRO), checkpointed and resumable."""
+    from medray.config import load_config
+    from medray.train.cpt import CPTConfig, CPTTask
+    from medray.train.loop import run_training
+
+    cfg = load_config(CPTConfig, conf, overrides or [])
+    with out.stdout_to_stderr(as_json):
+        summary = run_training(cfg, CPTTask(), progress=(lambda msg: None) if as_json else out.status)
+    if as_json:
+        return out.print_json(summary)
+    out.key_values("Continual pretraining", summary)
