@@ -51,6 +51,26 @@ def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
+def train_step(engine, task: Task, micro: list[dict], lr: float, device: torch.device) -> tuple[float, float, int]:
+    """One optimizer step over this rank's micro-batches: (global mean loss, grad norm, input tokens of all ranks).
+
+    Each micro-batch's summed loss is divided by the loss-token count of the whole global batch,
+    so the update is the mean over every target token whatever the split across ranks and
+    micro-batches. Needs no Ray: `medray bench train` runs it in a plain process.
+    """
+    counts = [float(sum(task.loss_tokens(b) for b in micro)), float(sum(task.input_tokens(b) for b in micro))]
+    total_loss_tokens, total_input = _all_reduce_sum(counts, device)
+    local_loss = 0.0
+    for i, batch in enumerate(micro):
+        with engine.forward_context():
+            loss_sum, _ = task.loss(engine.model, batch, device)
+        engine.backward(loss_sum / max(total_loss_tokens, 1.0), last_micro_batch=i == len(micro) - 1)
+        local_loss += float(loss_sum.detach())
+    grad_norm = engine.step(lr)
+    (global_loss,) = _all_reduce_sum([local_loss], device)
+    return global_loss / max(total_loss_tokens, 1.0), grad_norm, int(total_input)
+
+
 def _checkpoint(engine, state: TrainerState, rank: int, metrics: dict) -> None:
     import ray.train
 
@@ -107,18 +127,8 @@ def train_worker(config: dict) -> None:
     window_loss = window_steps = 0.0
     while state.step < cfg.max_steps:
         micro = [next(batches) for _ in range(cfg.grad_accum)]
-        counts = [float(sum(task.loss_tokens(b) for b in micro)), float(sum(task.input_tokens(b) for b in micro))]
-        total_loss_tokens, total_input = _all_reduce_sum(counts, device)
-        local_loss = 0.0
-        for i, batch in enumerate(micro):
-            with engine.forward_context():
-                loss_sum, _ = task.loss(engine.model, batch, device)
-            engine.backward(loss_sum / max(total_loss_tokens, 1.0), last_micro_batch=i == len(micro) - 1)
-            local_loss += float(loss_sum.detach())
         lr = cfg.optim.lr * lr_multiplier(state.step, cfg.max_steps, cfg.schedule)
-        grad_norm = engine.step(lr)
-        (global_loss,) = _all_reduce_sum([local_loss], device)
-        loss = global_loss / max(total_loss_tokens, 1.0)
+        loss, grad_norm, total_input = train_step(engine, task, micro, lr, device)
         state.step += 1
         state.tokens += int(total_input)
         window_loss, window_steps = window_loss + loss, window_steps + 1
