@@ -20,6 +20,15 @@ app.add_typer(met_app, name="met")
 app.add_typer(bench_app, name="bench")
 
 
+def _add_bench_train() -> None:
+    from medray.bench.train import bench_train_command
+
+    bench_app.command("train")(bench_train_command)
+
+
+_add_bench_train()
+
+
 def _add_data_commands() -> None:
     from medray.data.commands import data_app, tokenizer_app
 

@@ -15,6 +15,9 @@ class SourceError(MedrayError):
         where = f"{self.path}:{line}" if line else self.path
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self):  # raised in Ray workers: must unpickle on the driver with the same fields
+        return type(self), (self.path, self.line, self.message)
+
 
 class ConfigError(MedrayError):
     """A config key is unknown, missing or has the wrong type; names the dotted key."""
@@ -23,3 +26,6 @@ class ConfigError(MedrayError):
         self.key, self.message, self.source = key, message, source
         prefix = f"{source}: " if source else ""
         super().__init__(f"{prefix}config key '{key}': {message}")
+
+    def __reduce__(self):
+        return type(self), (self.key, self.message, self.source)

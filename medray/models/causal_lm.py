@@ -167,10 +167,9 @@ def _load_pretrained(local, cfg: ModelConfig, device):
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(
-            str(local), dtype=DTYPES[cfg.dtype], attn_implementation=cfg.attn_implementation,
-            local_files_only=True, device_map=str(device) if device is not None else None,
-        )
+        model = AutoModelForCausalLM.from_pretrained(
+            str(local), dtype=DTYPES[cfg.dtype], attn_implementation=cfg.attn_implementation, local_files_only=True)
+        return model.to(device) if device is not None else model  # device_map would need `accelerate`
     except (OSError, ValueError, ImportError) as err:
         raise MedrayError(f"{cfg.path}: cannot load the model ({err})") from None
 

@@ -165,8 +165,8 @@ def load_vision_tower(cfg: VisionConfig, *, dtype=None, device=None):
     model_type = json.loads((local / "config.json").read_text()).get("model_type")
     if _KIND_OF_MODEL_TYPE.get(model_type) != cfg.kind:
         raise MedrayError(f"{cfg.path}: a {model_type!r} model, not a {cfg.kind} vision tower (set vision.kind)")
-    tower = model_cls.from_pretrained(str(local), dtype=dtype, local_files_only=True,
-                                      device_map=str(device) if device is not None else None)
+    tower = model_cls.from_pretrained(str(local), dtype=dtype, local_files_only=True)
+    tower = tower.to(device) if device is not None else tower  # device_map would need `accelerate`
     return tower, _preprocessor_from_folder(local, cfg.kind, _square_size(tower.config.image_size))
 
 
@@ -319,7 +319,8 @@ def _load_saved(cfg: VLMConfig, device):
     try:
         vlm = LlavaForConditionalGeneration.from_pretrained(
             str(local), dtype=DTYPES[cfg.llm.dtype], attn_implementation=cfg.llm.attn_implementation,
-            local_files_only=True, device_map=str(device) if device is not None else None)
+            local_files_only=True)
+        vlm = vlm.to(device) if device is not None else vlm  # device_map would need `accelerate`
     except (OSError, ValueError, ImportError) as err:
         raise MedrayError(f"{cfg.path}: cannot load the vision-language model ({err})") from None
     tokenizer = load_model_tokenizer(cfg.llm.tokenizer, local)

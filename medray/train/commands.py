@@ -1,4 +1,4 @@
-"""`medray train ...`: continual pretraining (and, as they land, the other training jobs)."""
+"""`medray train ...`: continual pretraining and SFT / mid-training."""
 
 from __future__ import annotations
 
@@ -28,3 +28,13 @@ def train_cpt(conf: str = typer.Argument(..., help="YAML config, e.g. conf/train
     if as_json:
         return out.print_json(summary)
     out.key_values("Continual pretraining", summary)
+
+
+@train_app.command("sft")
+def train_sft(conf: str = typer.Argument(..., help="YAML config, e.g. conf/train/sft_tiny.yaml"),
+              overrides: Optional[list[str]] = Overrides,  # noqa: UP045
+              as_json: bool = JsonOpt) -> None:
+    """Mid-training / SFT on chat and structured-CoT data (text or images), checkpointed and resumable."""
+    from medray.train.sft import train_sft_command
+
+    train_sft_command(conf, overrides, as_json)

@@ -161,14 +161,16 @@ class CPTTask:
                 yield {c: torch.as_tensor(np.stack([r[c] for r in chunk])) for c in COLUMNS}
 
     def targets(self, batch: dict, doc_mask: bool) -> torch.Tensor:
-        """Next-token targets (shifted by one), IGNORE on padding and on document starts."""
+        """Next-token targets aligned with the logits (position t holds token t+1; the last is IGNORE),
+        IGNORE on padding and on document starts. Shifting the targets, not the logits, spares a
+        copy of the largest tensor of the step."""
         ids = batch["input_ids"].long()
         length = ids.shape[1]
         real = torch.arange(length).unsqueeze(0) < batch["num_tokens"].view(-1, 1).long()
-        targets = torch.where(real, ids, torch.full_like(ids, IGNORE))[:, 1:]
+        following = torch.where(real, ids, torch.full_like(ids, IGNORE))[:, 1:]
         if doc_mask:
-            targets = targets.masked_fill(batch["position_ids"][:, 1:] == 0, IGNORE)
-        return targets
+            following = following.masked_fill(batch["position_ids"][:, 1:] == 0, IGNORE)
+        return torch.nn.functional.pad(following, (0, 1), value=IGNORE)
 
     def loss_tokens(self, batch: dict) -> int:
         return int((self.targets(batch, self._doc_mask) != IGNORE).sum())
@@ -181,7 +183,7 @@ class CPTTask:
         targets = self.targets(batch, doc_mask).to(device)
         ids = batch["input_ids"].long().to(device)
         position_ids = batch["position_ids"].long().to(device) if doc_mask else None
-        logits = model(input_ids=ids, position_ids=position_ids, use_cache=False).logits[:, :-1]
+        logits = model(input_ids=ids, position_ids=position_ids, use_cache=False).logits
         loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                                  ignore_index=IGNORE, reduction="sum")
         return loss, (targets != IGNORE).sum()

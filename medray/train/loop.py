@@ -183,6 +183,7 @@ def run_training(cfg: TrainConfig, task: Task, progress=print) -> dict:
     from medray import storage, tracking
     from medray.runtime import init_ray
 
+    cfg = with_absolute_paths(cfg)
     cfg.check()
     task.check(cfg)
     init_ray()
@@ -224,6 +225,32 @@ def run_training(cfg: TrainConfig, task: Task, progress=print) -> dict:
         if cfg.tracking.enabled:
             run.log_dict(summary, "summary.json")
     return summary
+
+
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """A copy whose local paths are absolute: Ray Train workers run in their own working directory."""
+    import copy
+
+    from medray import storage
+
+    cfg = copy.deepcopy(cfg)
+
+    def fix(obj, attr: str) -> None:
+        value = getattr(obj, attr, None) if obj is not None else None
+        if isinstance(value, str) and value and not storage.is_remote(value) and "://" not in value:
+            setattr(obj, attr, os.path.abspath(os.path.expanduser(value)))
+
+    fix(cfg.model, "path")
+    fix(cfg.model, "tokenizer")
+    fix(cfg.checkpoint, "storage_path")
+    vlm = getattr(cfg, "vlm", None)
+    fix(vlm, "path")
+    fix(getattr(vlm, "vision", None), "path")
+    data = getattr(cfg, "data", None)
+    for source in getattr(data, "sources", None) or []:
+        fix(source, "path")
+    fix(data, "image_root")
+    return cfg
 
 
 def _params(cfg: TrainConfig) -> dict:

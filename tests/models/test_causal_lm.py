@@ -104,6 +104,9 @@ def test_saved_model_loads_with_transformers_and_generates(tokenizer_dir, tmp_pa
     reference = model.generate(ids, max_new_tokens=6, min_new_tokens=6, do_sample=False)
     assert generated.shape == (1, ids.shape[1] + 6) and torch.equal(generated, reference)
     assert torch.equal(generated[:, : ids.shape[1]], ids)
+    # what a training worker does: load the saved folder onto its device (no `accelerate` needed)
+    on_device, _ = load_causal_lm(ModelConfig(path=str(out)), device=torch.device("cpu"))
+    assert torch.equal(on_device(input_ids=ids).logits, model(input_ids=ids).logits)
 
     (out / "model.safetensors").unlink()
     assert not is_saved(str(out))
