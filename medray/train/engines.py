@@ -104,6 +104,21 @@ def deepspeed_config(cfg: TrainConfig) -> dict:
     }
 
 
+def keep_collectives_on_torch() -> None:
+    """Stop DeepSpeed from JIT-building its CPU shared-memory allreduce kernel; gloo does the work.
+
+    DeepSpeed compiles that kernel into the torch extensions cache on first use, under a file lock.
+    A worker killed mid-build (a lost node, a timeout) leaves the lock behind, and every later
+    DeepSpeed run on that machine then waits on it forever; the build also costs minutes per fresh
+    node and the kernel faults on CPUs without the vector extensions it needs. It only speeds up
+    CPU allreduce, which is not where training time goes.
+    """
+    import deepspeed.ops
+    from deepspeed.ops.op_builder.cpu.comm import ShareMemCommBuilder
+
+    deepspeed.ops.__compatible_ops__[ShareMemCommBuilder.NAME] = False
+
+
 class DeepSpeedEngine:
     """DeepSpeed ZeRO 0-3 around the same AdamW; gloo on CPU, NCCL on GPU (Ray Train's process group)."""
 
@@ -112,6 +127,7 @@ class DeepSpeedEngine:
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, device: torch.device, world: int):
         import deepspeed
 
+        keep_collectives_on_torch()
         self.cfg, self.device, self.world = cfg, device, world
         if cfg.backend.precision == "bf16":
             model.to(torch.bfloat16)
