@@ -185,6 +185,23 @@ class TrackedRun:
         self._client.log_artifact(self.run_id, str(local_path), artifact_path)
 
 
+def attach(run_id: str, uri: str) -> TrackedRun:
+    """A run another process created (the driver of a training job), for logging from a worker."""
+    from mlflow.tracking import MlflowClient
+
+    _quiet_mlflow()
+    return TrackedRun(MlflowClient(tracking_uri=uri), run_id)
+
+
+def metric_history(run_id: str, uri: str, key: str) -> list[tuple[int, float]]:
+    """(step, value) of one metric of a run, in step order: a loss curve to print or compare."""
+    from mlflow.tracking import MlflowClient
+
+    _quiet_mlflow()
+    history = MlflowClient(tracking_uri=uri).get_metric_history(run_id, key)
+    return [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
+
+
 class NoOpRun:
     """What non-zero ranks get: same methods, nothing logged, ``run_id`` None."""
 

@@ -18,7 +18,7 @@ import unicodedata
 import numba
 import numpy as np
 
-from medray.data.text_stats import _decode
+from medray.data.text_stats import decode_utf8
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # Unicode's White_Space property: what the regex engine's \s matches (narrower than str.isspace,
@@ -87,7 +87,7 @@ def char_classes() -> np.ndarray:
 def _run_end(data, i, end, classes, cls):
     """First byte from i whose code point is not of class `cls`."""
     while i < end:
-        cp, j = _decode(data, i)
+        cp, j = decode_utf8(data, i)
         if classes[cp] != cls:
             break
         i = j
@@ -110,26 +110,26 @@ def _contraction_length(data, j, end):
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _next_piece(data, i, end, classes):
+def next_piece(data, i, end, classes):
     """(end byte of the regex piece starting at byte i, or -1 when its code point is UNKNOWN).
 
     The alternatives in the pattern's order: a contraction; an optional literal space and a run of
     letters, of numbers, or of other characters; a whitespace run that leaves its last character
     to the next piece when a non-space follows (`\\s+(?!\\S)`), else one lone whitespace char.
     """
-    cp, j = _decode(data, i)
+    cp, j = decode_utf8(data, i)
     c = classes[cp]
     if c == UNKNOWN:
         return -1
     if c == SPACE:
         if cp == _BLANK and j < end:
-            cp2, j2 = _decode(data, j)
+            cp2, j2 = decode_utf8(data, j)
             c2 = classes[cp2]
             if c2 == LETTER or c2 == NUMBER or c2 == OTHER:
                 return _run_end(data, j2, end, classes, c2)
         last, stop, count = i, j, 1
         while stop < end:
-            cp3, j3 = _decode(data, stop)
+            cp3, j3 = decode_utf8(data, stop)
             if classes[cp3] != SPACE:
                 break
             last, stop, count = stop, j3, count + 1

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from medray.data.bpe_pretokenize import _next_piece, char_classes, unsupported_reason
+from medray.data.bpe_pretokenize import char_classes, next_piece, unsupported_reason
 from medray.errors import MedrayError
 
 DEFAULT_MAX_ENTRIES = 2_000_000
@@ -114,7 +114,7 @@ def _split_and_look_up(offsets, data, classes, slots, bits, entry_hash, entry_by
         i, end = offsets[k], offsets[k + 1]
         first = n
         while i < end:
-            stop = _next_piece(data, i, end, classes)
+            stop = next_piece(data, i, end, classes)
             if stop < 0:
                 fallback[k] = True
                 n = first

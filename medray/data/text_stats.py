@@ -58,7 +58,7 @@ N_STATS = 7
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _decode(data, i):
+def decode_utf8(data, i):
     """One code point of valid UTF-8 at byte i: (code point, next byte)."""
     b = np.int64(data[i])
     if b < 0x80:
@@ -109,7 +109,7 @@ def _hash_texts(offsets, data, lower, classes, out):
         pending, started = False, False
         i, end = offsets[k], offsets[k + 1]
         while i < end:
-            cp, i = _decode(data, i)
+            cp, i = decode_utf8(data, i)
             c = _classify(cp, classes)
             if c == _SPACE or c == _NEWLINE:
                 pending = started
@@ -135,7 +135,7 @@ def _text_stats(offsets, data, lower, classes, out, line_hash, line_len):
             c = _NEWLINE
             cp = 0
             if not at_end:
-                cp, i = _decode(data, i)
+                cp, i = decode_utf8(data, i)
                 c = _classify(cp, classes)
                 chars += 1
             if c == _NEWLINE:

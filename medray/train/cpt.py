@@ -29,7 +29,8 @@ from medray.train.mixture import (
     MixturePlan,
     MixtureSource,
     ShareSchedule,
-    interleave,
+    shard_rows,
+    step_micro_batches,
 )
 from medray.train.settings import TrainConfig
 
@@ -147,18 +148,8 @@ class CPTTask:
             return
         plan = MixturePlan(MixtureConfig(cfg.data.sources, cfg.data.schedule, cfg.seed),
                            cfg.micro_batch_size * cfg.grad_accum)
-
-        def rows_of(name):
-            def epoch_rows(epoch: int):
-                for batch in shards[name].iter_batches(batch_size=cfg.data.read_batch_rows, batch_format="numpy"):
-                    for i in range(len(batch["num_tokens"])):
-                        yield {c: batch[c][i] for c in COLUMNS}
-            return epoch_rows
-
-        for rows in interleave(plan, {n: rows_of(n) for n in names}, start_step=start_step):
-            for start in range(0, len(rows), cfg.micro_batch_size):
-                chunk = rows[start:start + cfg.micro_batch_size]
-                yield {c: torch.as_tensor(np.stack([r[c] for r in chunk])) for c in COLUMNS}
+        sources = {n: shard_rows(shards[n], COLUMNS, cfg.data.read_batch_rows) for n in names}
+        yield from step_micro_batches(plan, sources, _stack, cfg.micro_batch_size, start_step)
 
     def targets(self, batch: dict, doc_mask: bool) -> torch.Tensor:
         """Next-token targets aligned with the logits (position t holds token t+1; the last is IGNORE),
@@ -187,6 +178,10 @@ class CPTTask:
         loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                                  ignore_index=IGNORE, reduction="sum")
         return loss, (targets != IGNORE).sum()
+
+
+def _stack(rows: list[dict]) -> dict:
+    return {c: torch.as_tensor(np.stack([r[c] for r in rows])) for c in COLUMNS}
 
 
 def _single_source(shard, cfg: CPTConfig, start_step: int) -> Iterator[dict]:

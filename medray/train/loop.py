@@ -152,12 +152,9 @@ def train_worker(config: dict) -> None:
 def _tracker(config: dict):
     if not config.get("mlflow_run_id"):
         return None
-    from mlflow.tracking import MlflowClient
+    from medray.tracking import attach
 
-    from medray.tracking import TrackedRun, _quiet_mlflow
-
-    _quiet_mlflow()
-    return TrackedRun(MlflowClient(tracking_uri=config["tracking_uri"]), config["mlflow_run_id"])
+    return attach(config["mlflow_run_id"], config["tracking_uri"])
 
 
 def _export(engine, task: Task, cfg: TrainConfig, rank: int, run_dir: str) -> None:

@@ -277,3 +277,20 @@ class _Cycle:
     def skip(self, n: int) -> None:
         for _ in range(n):
             self.next()
+
+
+def step_micro_batches(plan: MixturePlan, sources: Mapping[str, Callable[[int], Iterable]], collate: Callable,
+                       micro_batch_size: int, start_step: int = 0) -> Iterator[dict]:
+    """Each step's rows by the plan, in micro-batches of `micro_batch_size`, collated: a function of the step."""
+    for rows in interleave(plan, sources, start_step=start_step):
+        for start in range(0, len(rows), micro_batch_size):
+            yield collate(rows[start:start + micro_batch_size])
+
+
+def shard_rows(shard, columns: tuple[str, ...], batch_rows: int) -> Callable[[int], Iterator[dict]]:
+    """One pass over a Ray Data shard (a new epoch per call) as row dicts of `columns`."""
+    def epoch_rows(epoch: int) -> Iterator[dict]:
+        for batch in shard.iter_batches(batch_size=batch_rows, batch_format="numpy"):
+            for i in range(len(batch[columns[0]])):
+                yield {c: batch[c][i] for c in columns}
+    return epoch_rows

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -36,7 +36,8 @@ from medray.train.mixture import (
     MixturePlan,
     MixtureSource,
     ShareSchedule,
-    interleave,
+    shard_rows,
+    step_micro_batches,
 )
 from medray.train.settings import TrainConfig
 from medray.train.sft_collate import SFTCollator
@@ -128,23 +129,6 @@ def image_tokens(cfg: SFTConfig) -> int:
         raise ConfigError(key, f"{folder}/config.json: expected integer image_size and patch_size")
     tower = dataclasses.replace(vlm.vision, path=None, image_size=size, patch_size=patch)
     return image_tokens_per_image(dataclasses.replace(vlm, vision=tower))
-
-
-def step_micro_batches(plan: MixturePlan, sources: Mapping[str, Callable[[int], Iterable]], collate: Callable,
-                       micro_batch_size: int, start_step: int = 0) -> Iterator[dict]:
-    """Each step's rows by the plan, in micro-batches of `micro_batch_size`, collated: a function of the step."""
-    for rows in interleave(plan, sources, start_step=start_step):
-        for start in range(0, len(rows), micro_batch_size):
-            yield collate(rows[start:start + micro_batch_size])
-
-
-def shard_rows(shard, columns: tuple[str, ...], batch_rows: int) -> Callable[[int], Iterator[dict]]:
-    """One pass over a Ray Data shard (a new epoch per call) as row dicts of `columns`."""
-    def epoch_rows(epoch: int) -> Iterator[dict]:
-        for batch in shard.iter_batches(batch_size=batch_rows, batch_format="numpy"):
-            for i in range(len(batch[columns[0]])):
-                yield {c: batch[c][i] for c in columns}
-    return epoch_rows
 
 
 def _vision_anchor(model, device: torch.device) -> torch.Tensor:
@@ -315,7 +299,20 @@ def train_sft_command(conf: str, overrides: list[str] | None = None, as_json: bo
     cfg = load_config(SFTConfig, conf, overrides or [])
     with out.stdout_to_stderr(as_json):
         progress = (lambda msg: None) if as_json else out.status
-        summary = run_training(cfg, SFTTask(progress=progress), progress=progress)
+        task = SFTTask(progress=progress)
+        summary = run_training(cfg, task, progress=progress)
+    summary["data"] = task.data_report()
     if as_json:
         return out.print_json(summary)
+    print_data_report(summary.pop("data"))
     out.key_values("SFT / mid-training", summary)
+
+
+def print_data_report(report: dict) -> None:
+    """Per source: rows in, kept, rejected by reason, tokens; and where the prepared data is."""
+    from medray import console as out
+
+    out.table("SFT data (prepared once, reused while inputs and settings are unchanged)",
+              ("source", "in", "kept", "rejected", "reasons", "tokens", "reused"),
+              ((name, r["in"], r["kept"], r["rejected"], ", ".join(f"{k} {v}" for k, v in r["rejected_by_reason"].items()) or "-",
+                r["tokens"], "yes" if r["reused"] else "no") for name, r in report.items()))

@@ -16,6 +16,7 @@ import torch
 from medray import storage
 from medray.errors import ConfigError
 from medray.models.causal_lm import ModelConfig
+from medray.tracking import metric_history
 from medray.train.cpt import CPTConfig, CPTDataConfig, CPTTask
 from medray.train.loop import DRILL_MARKER, run_training
 from medray.train.mixture import MixtureSource
@@ -37,10 +38,7 @@ def _config(cpt_data, storage_path: str, name: str, backend: str = "ddp", fail_a
 
 
 def _loss_history(summary: dict) -> list[float]:
-    from mlflow.tracking import MlflowClient
-
-    history = MlflowClient(summary["tracking_uri"]).get_metric_history(summary["mlflow_run_id"], "loss")
-    return [m.value for m in sorted(history, key=lambda m: m.step)]
+    return [value for _, value in metric_history(summary["mlflow_run_id"], summary["tracking_uri"], "loss")]
 
 
 @pytest.fixture(scope="module")

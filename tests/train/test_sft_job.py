@@ -25,17 +25,12 @@ from medray.data.tokenizer import load_tokenizer, train_tokenizer
 from medray.errors import ConfigError
 from medray.models.causal_lm import ModelConfig
 from medray.models.vlm import VisionConfig, VLMConfig
+from medray.tracking import metric_history
 from medray.train.chat_format import IGNORE_INDEX, ChatFormatConfig
 from medray.train.cot import cot_sample_to_chat
 from medray.train.loop import DRILL_MARKER, run_training
-from medray.train.mixture import MixtureConfig, MixtureSource, ShareSchedule
-from medray.train.sft import (
-    SFTConfig,
-    SFTTask,
-    SFTTrainDataConfig,
-    image_tokens,
-    step_micro_batches,
-)
+from medray.train.mixture import MixtureConfig, MixtureSource, ShareSchedule, step_micro_batches
+from medray.train.sft import SFTConfig, SFTTask, SFTTrainDataConfig, image_tokens
 from medray.train.sft_prepare import MANIFEST, PREPARED, REJECTS, prepare_source
 
 ONTOLOGY = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ontology"
@@ -134,10 +129,7 @@ def text_config(corpus, name: str, fail_at_step: int | None = None) -> SFTConfig
 
 
 def loss_history(summary: dict) -> list[float]:
-    from mlflow.tracking import MlflowClient
-
-    history = MlflowClient(summary["tracking_uri"]).get_metric_history(summary["mlflow_run_id"], "loss")
-    return [m.value for m in sorted(history, key=lambda m: m.step)]
+    return [value for _, value in metric_history(summary["mlflow_run_id"], summary["tracking_uri"], "loss")]
 
 
 def manifest(run_dir: str, source: str) -> dict:
