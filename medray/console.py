@@ -30,7 +30,8 @@ def stdout_to_stderr(enabled: bool = True):
     saved = os.dup(1)
     try:
         os.dup2(2, 1)
-        yield
+        with contextlib.redirect_stdout(sys.stderr):  # Python-level writes too, where sys.stdout is not fd 1
+            yield
     finally:
         sys.stdout.flush()
         os.dup2(saved, 1)

@@ -92,6 +92,10 @@ def run_demo(out_dir: str = "demo-out") -> dict:
     summary["cpt"] = _cpt_demo(out_dir)
     timings["cpt"] = time.perf_counter() - t
 
+    t = _step("7. SFT / mid-training: Q&A, structured chain of thought (rising share), general replay")
+    summary["sft"] = _sft_demo(tree, out_dir, summary["cpt"]["export"])
+    timings["sft"] = time.perf_counter() - t
+
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     with open(os.path.join(out_dir, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2, default=str)
@@ -107,6 +111,10 @@ def run_demo(out_dir: str = "demo-out") -> dict:
         "continual pretraining": (f"{summary['cpt']['steps']} steps, loss {summary['cpt']['first_loss']:.2f} -> "
                                   f"{summary['cpt']['final_loss']:.2f}; checkpoint {summary['cpt']['checkpoint']}; "
                                   f"model {summary['cpt']['export']}"),
+        "SFT": (f"{summary['sft']['steps']} steps, loss {summary['sft']['first_loss']:.2f} -> "
+                f"{summary['sft']['final_loss']:.2f}; reasoning share {summary['sft']['reasoning_share']}; "
+                f"planted rejects found {summary['sft']['planted_found']}/{summary['sft']['planted']}; "
+                f"model {summary['sft']['export']}"),
         "nodes grown": summary["grow"]["attached"],
         "AMCS forward / backward": f"{summary['coverage']['forward']:.3f} / {summary['coverage']['backward']:.3f}",
         "views": ", ".join(summary["tree"]["views"]),
@@ -169,8 +177,6 @@ def _data_demo(tree, tree_path: str, out_dir: str) -> dict:
 
 def _cpt_demo(out_dir: str) -> dict:
     """A few hundred steps of continual pretraining on the data engine's shards; the loss curve from MLflow."""
-    from mlflow.tracking import MlflowClient
-
     from medray.config import load_config
     from medray.train.cpt import CPTConfig, CPTTask
     from medray.train.loop import run_training
@@ -181,14 +187,51 @@ def _cpt_demo(out_dir: str) -> dict:
         f"data.sources=[{{name: medical, path: {os.path.join(data, 'packed')}}}]", "max_steps=200", "log_every=20",
         f"checkpoint.storage_path={os.path.join(os.path.abspath(out_dir), 'train')}", "checkpoint.every_steps=100"])
     result = run_training(cfg, CPTTask(), progress=out.status)
-    history = MlflowClient(result["tracking_uri"]).get_metric_history(result["mlflow_run_id"], "loss")
-    curve = [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
-    out.table("Continual pretraining: loss (mean over the last 20 steps)", ("step", "loss"),
-              ((step, f"{loss:.3f}") for step, loss in curve))
-    out.key_values("Training outputs", {"checkpoint": result["checkpoint"], "model (Hugging Face format)": result["export"],
-                                        "mlflow run": result["mlflow_run_id"], "seconds": result["seconds"]})
+    return _training_outputs("Continual pretraining", result)
+
+
+def _training_outputs(title: str, result: dict) -> dict:
+    """The loss curve from MLflow and where the checkpoint, model and run are."""
+    from medray.tracking import metric_history
+
+    curve = metric_history(result["mlflow_run_id"], result["tracking_uri"], "loss")
+    out.table(f"{title}: loss curve", ("step", "mean loss since the row before"), ((step, f"{loss:.3f}") for step, loss in curve))
+    out.key_values(f"{title}: outputs", {"checkpoint": result["checkpoint"], "model (Hugging Face format)": result["export"],
+                                         "mlflow run": result["mlflow_run_id"], "seconds": result["seconds"]})
     return {"steps": result["steps"], "first_loss": curve[0][1] if curve else float("nan"),
             "final_loss": result["loss"], "checkpoint": result["checkpoint"], "export": result["export"]}
+
+
+def _sft_demo(tree, out_dir: str, model_path: str) -> dict:
+    """A short SFT of the CPT model on generated sources; planted malformed rows must land in the rejects."""
+    import pyarrow.parquet as pq
+
+    from medray.config import load_config
+    from medray.train.loop import run_training
+    from medray.train.sft import SFTConfig, SFTTask, print_data_report
+    from medray.train.sft_prepare import REJECTS
+    from medray.train.sft_synthetic import generate_sft_sources
+
+    out.status("generating SFT sources from HPO definitions and the tree ...")
+    sources = generate_sft_sources(tree, os.path.join(out_dir, "sft"))
+    paths, steps = sources["paths"], 60
+    cfg = load_config(SFTConfig, "train/sft_tiny", [
+        f"model.path={model_path}", f"max_steps={steps}", f"data.schedule.end_step={steps}",
+        f"data.sources=[{{name: medical, path: {paths['medical']}, weight: 1.0}}, "
+        f"{{name: reasoning, path: {paths['reasoning']}, weight: 1.0}}, {{name: general, path: {paths['general']}, share: 0.2}}]",
+        f"checkpoint.storage_path={os.path.join(os.path.abspath(out_dir), 'train')}", "checkpoint.every_steps=30"])
+    task = SFTTask(progress=out.status)
+    result = run_training(cfg, task, progress=out.status)
+    print_data_report(task.data_report)
+    plan = task.plan(cfg)
+    counts = plan.count_matrix(steps)
+    reasoning = counts[:, plan.names.index("reasoning")]
+    thirds = [float(reasoning[i:i + steps // 3].sum() / counts[i:i + steps // 3].sum()) for i in range(0, steps, steps // 3)]
+    rejects = pq.read_table(os.path.join(result["run_dir"], REJECTS, "medical")).to_pylist()
+    planted = sources["rejects"]["medical"]
+    found = sum(planted.get(str(r["line"])) == r["reason"] for r in rejects)
+    return {**_training_outputs("SFT", result), "planted": len(planted), "planted_found": found,
+            "reasoning_share": " -> ".join(f"{share:.2f}" for share in thirds)}
 
 
 def _planted_found(data: str, expected: dict[str, str]) -> int:

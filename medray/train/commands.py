@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
@@ -38,3 +39,20 @@ def train_sft(conf: str = typer.Argument(..., help="YAML config, e.g. conf/train
     from medray.train.sft import train_sft_command
 
     train_sft_command(conf, overrides, as_json)
+
+
+@train_app.command("sft-generate")
+def train_sft_generate(out_dir: str = typer.Argument("out/sft", help="Folder for medical.jsonl, reasoning.jsonl, general.jsonl"),
+                       tree: str = typer.Option(os.environ.get("MEDRAY_TREE", "out/met/tree.parquet"), "--tree",
+                                                help="Tree parquet (env MEDRAY_TREE)."),
+                       seed: int = typer.Option(0, "--seed"),
+                       as_json: bool = JsonOpt) -> None:
+    """Generated SFT sources (HPO definition Q&A, structured-CoT questions on the tree, general replay),
+    with planted malformed rows listed in ground_truth.json: the data conf/train/sft_tiny.yaml reads."""
+    from medray.met.tree import Tree
+    from medray.train.sft_synthetic import generate_sft_sources
+
+    result = generate_sft_sources(Tree.load(tree), out_dir, seed=seed)
+    if as_json:
+        return out.print_json(result)
+    out.table("SFT sources", ("source", "rows", "path"), ((k, result["rows"][k], p) for k, p in result["paths"].items()))

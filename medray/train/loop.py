@@ -44,8 +44,11 @@ class Task(Protocol):
     def save_model(self, model, tokenizer, out: str) -> None: ...
 
 
-def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64, device=device)
+def _all_reduce_sum(values: list[float] | torch.Tensor, device: torch.device) -> list[float]:
+    if isinstance(values, torch.Tensor):
+        t = values.detach().to(device=device, dtype=torch.float64).reshape(-1)
+    else:
+        t = torch.tensor(values, dtype=torch.float64, device=device)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(t)
     return t.tolist()
@@ -60,14 +63,14 @@ def train_step(engine, task: Task, micro: list[dict], lr: float, device: torch.d
     """
     counts = [float(sum(task.loss_tokens(b) for b in micro)), float(sum(task.input_tokens(b) for b in micro))]
     total_loss_tokens, total_input = _all_reduce_sum(counts, device)
-    local_loss = 0.0
+    local_loss = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per micro-batch
     for i, batch in enumerate(micro):
         with engine.forward_context():
             loss_sum, _ = task.loss(engine.model, batch, device)
         engine.backward(loss_sum / max(total_loss_tokens, 1.0), last_micro_batch=i == len(micro) - 1)
-        local_loss += float(loss_sum.detach())
+        local_loss += loss_sum.detach().to(torch.float64)
     grad_norm = engine.step(lr)
-    (global_loss,) = _all_reduce_sum([local_loss], device)
+    (global_loss,) = _all_reduce_sum(local_loss, device)
     return global_loss / max(total_loss_tokens, 1.0), grad_norm, int(total_input)
 
 
@@ -206,6 +209,7 @@ def run_training(cfg: TrainConfig, task: Task, progress=print) -> dict:
             run_config=ray.train.RunConfig(
                 name=cfg.checkpoint.name, storage_path=storage_root, storage_filesystem=fs,
                 failure_config=ray.train.FailureConfig(max_failures=cfg.checkpoint.max_failures),
+                logging_config=ray.train.LoggingConfig(log_level="WARNING"),  # medray logs the metrics itself
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.keep)),
             datasets=datasets,
             dataset_config=ray.train.DataConfig(execution_options=options),

@@ -301,7 +301,7 @@ def train_sft_command(conf: str, overrides: list[str] | None = None, as_json: bo
         progress = (lambda msg: None) if as_json else out.status
         task = SFTTask(progress=progress)
         summary = run_training(cfg, task, progress=progress)
-    summary["data"] = task.data_report()
+    summary["data"] = task.data_report
     if as_json:
         return out.print_json(summary)
     print_data_report(summary.pop("data"))

@@ -250,6 +250,27 @@ def test_reasoning_share_rises_as_scheduled(text_runs, corpus):
     assert thirds[0] < thirds[1] < thirds[2] and thirds[0] < 0.25 < 0.35 < thirds[2], thirds
 
 
+def test_cli_reports_kept_and_rejected_rows_per_source(ray_local, corpus, tmp_path):
+    from omegaconf import OmegaConf
+    from typer.testing import CliRunner
+
+    from medray.cli import app
+    from medray.config import to_dict
+
+    cfg = text_config(corpus, "cli")
+    cfg.max_steps, cfg.scaling.num_workers, cfg.global_batch_size, cfg.checkpoint.export = 2, 1, 4, False
+    conf = tmp_path / "sft.yaml"
+    conf.write_text(OmegaConf.to_yaml(to_dict(cfg)))
+    result = CliRunner().invoke(app, ["train", "sft", str(conf), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 2
+    medical = summary["data"]["medical"]
+    assert medical["rejected_by_reason"] == {"bad_json": 1, "no_assistant_turn": 1, "too_long": 1, "unknown_role": 1}
+    assert medical["in"] == medical["kept"] + medical["rejected"]
+    assert summary["data"]["reasoning"]["rejected_by_reason"] == {"cot_missing_section": 1}
+
+
 # ---- bad config, refused before any worker ---------------------------------------------------------
 
 
