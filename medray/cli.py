@@ -31,12 +31,13 @@ _add_bench_train()
 
 def _add_data_commands() -> None:
     from medray.data.commands import data_app, tokenizer_app
+    from medray.mm.commands import mm_app
+    from medray.train.commands import train_app
 
     app.add_typer(data_app, name="data")
     app.add_typer(tokenizer_app, name="tokenizer")
-    from medray.train.commands import train_app
-
     app.add_typer(train_app, name="train")
+    app.add_typer(mm_app, name="mm")
 
 
 _add_data_commands()

@@ -36,7 +36,12 @@ _RANK = {"present": 3, "uncertain": 2, "absent": 1}
 _LABEL = {3: 1, 2: -1, 1: 0}
 
 
-def _observation_index(tree: Tree) -> tuple[dict[str, str], dict[str, str]]:
+def observation_index(tree: Tree) -> tuple[dict[str, str], dict[str, str]]:
+    """(node id -> observation slug, normalised surface -> slug) for the lexicon's observations.
+
+    The surface map makes the class independent of which node an ambiguous
+    surface was resolved to in a large tree.
+    """
     by_node: dict[str, str] = {}
     by_surface: dict[str, str] = {}
     for obs in OBSERVATIONS:
@@ -51,7 +56,7 @@ def _observation_index(tree: Tree) -> tuple[dict[str, str], dict[str, str]]:
 
 def observation_labels(hits: Iterable[dict], tree: Tree, observations: tuple[Observation, ...] = OBSERVATIONS) -> dict[str, int | None]:
     """CheXpert-named labels for one report's hits (dicts with node_id, surface, assertion)."""
-    by_node, by_surface = _observation_index(tree)
+    by_node, by_surface = observation_index(tree)
     best: dict[str, int] = {}
     for hit in hits:
         slug = by_node.get(hit["node_id"]) or by_surface.get(normalize_term(hit["surface"]))

@@ -1,0 +1,1 @@
+"""MedTrim: meta-entity triplet alignment of images and reports (arXiv 2504.15929)."""

@@ -1,0 +1,1 @@
+"""Image-text data: phantom chest radiographs with reports, readers for paired image-report corpora."""
