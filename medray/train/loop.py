@@ -13,6 +13,7 @@ summed loss of a micro-batch. Everything else lives here, once.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -108,10 +109,22 @@ def _fault_drill(cfg: TrainConfig, rank: int, step: int, run_dir: str) -> None:
     os._exit(1)
 
 
+def _quiet_ray_train_reports() -> None:
+    """Ray Train logs every report at INFO from a logger named by its file path, out of reach of
+    `LoggingConfig`; medray logs the same metrics itself."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+
+
 def train_worker(config: dict) -> None:
     """The per-worker loop (`train_loop_per_worker`)."""
     import ray.train
     import ray.train.torch
+
+    _quiet_ray_train_reports()
 
     cfg: TrainConfig = config["cfg"]
     task: Task = config["task"]
