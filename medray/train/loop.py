@@ -134,8 +134,8 @@ def train_worker(config: dict) -> None:
     seed_everything(cfg.seed)
     model, _ = task.build_model(cfg, device)
     engine = make_engine(model, cfg, device, world)
+    seed_everything(cfg.seed + 1000 * rank)  # per-rank streams; a checkpoint's saved RNG state replaces them
     state = _restore(engine, rank)
-    seed_everything(cfg.seed + 1000 * rank + state.step)  # per-rank streams, continued after a resume
     tracker = _tracker(config) if rank == 0 else None
     timer = StepTimer(task.seq_len(cfg), engine.module, peak_flops_per_device(cfg.scaling, device), world)
     batches = task.micro_batches(cfg, state.step)  # the data order is a function of the step: resume lands exactly
