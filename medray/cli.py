@@ -31,6 +31,7 @@ _add_bench_train()
 
 def _add_data_commands() -> None:
     from medray.data.commands import data_app, tokenizer_app
+    from medray.medtrim.commands import medtrim_app
     from medray.mm.commands import mm_app
     from medray.train.commands import train_app
 
@@ -38,6 +39,7 @@ def _add_data_commands() -> None:
     app.add_typer(tokenizer_app, name="tokenizer")
     app.add_typer(train_app, name="train")
     app.add_typer(mm_app, name="mm")
+    app.add_typer(medtrim_app, name="medtrim")
 
 
 _add_data_commands()

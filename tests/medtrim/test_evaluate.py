@@ -282,3 +282,20 @@ def test_bad_arguments_fail_before_any_work(phantom):
         evaluate_model(model, pairs.drop_columns(["image_path"]))
     with pytest.raises(ConfigError, match="'ranks'"):
         evaluate_model(model, pairs, ranks=(0, 10))
+
+
+def test_cli_evaluates_a_saved_model_on_a_pairs_folder(phantom, tmp_path):
+    from typer.testing import CliRunner
+
+    from medray.cli import app
+    from medray.mm.phantom import write_phantoms
+
+    _, model = phantom
+    write_phantoms(20, str(tmp_path / "pairs"), seed=5, size=64, splits=(0.5, 0.0, 0.5))
+    model.save(str(tmp_path / "model"))
+    result = CliRunner().invoke(app, ["medtrim", "evaluate", str(tmp_path / "model"), str(tmp_path / "pairs"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["n"] == 10 and report["split"] == "test"
+    assert set(report["i2t"]["fine"]) == {"1", "10", "20", "50"}
+    assert all(0.0 <= v <= 1.0 for v in report["t2i"]["disease"].values())
