@@ -96,6 +96,12 @@ def run_demo(out_dir: str = "demo-out") -> dict:
     summary["sft"] = _sft_demo(tree, out_dir, summary["cpt"]["export"])
     timings["sft"] = time.perf_counter() - t
 
+    t = _step("8. MedTrim: phantom radiographs and reports, OBER, triplet mining, MedTrim beside InfoNCE, a sweep")
+    from medray.demo_medtrim import medtrim_demo
+
+    summary["medtrim"] = medtrim_demo(out_dir)
+    timings["medtrim"] = time.perf_counter() - t
+
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     with open(os.path.join(out_dir, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2, default=str)
@@ -115,6 +121,10 @@ def run_demo(out_dir: str = "demo-out") -> dict:
                 f"{summary['sft']['final_loss']:.2f}; reasoning share {summary['sft']['reasoning_share']}; "
                 f"planted rejects found {summary['sft']['planted_found']}/{summary['sft']['planted']}; "
                 f"model {summary['sft']['export']}"),
+        "MedTrim (test split)": (f"fine Precision@10 {summary['medtrim']['fine_p10']['medtrim']:.3f} vs InfoNCE "
+                                 f"{summary['medtrim']['fine_p10']['infonce']:.3f} (chance "
+                                 f"{summary['medtrim']['chance_fine_p10']:.3f}); sweep {summary['medtrim']['sweep']['trials']} "
+                                 f"trials, {summary['medtrim']['sweep']['stopped_early']} stopped by ASHA"),
         "nodes grown": summary["grow"]["attached"],
         "AMCS forward / backward": f"{summary['coverage']['forward']:.3f} / {summary['coverage']['backward']:.3f}",
         "views": ", ".join(summary["tree"]["views"]),
