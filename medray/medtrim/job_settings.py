@@ -9,7 +9,6 @@ under `medtrim_model` instead, and `model` is ignored (its check is skipped).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from medray import storage
@@ -19,13 +18,10 @@ from medray.medtrim.model import MedTrimModelConfig
 from medray.medtrim.ober import OberConfig
 from medray.medtrim.settings import MiningConfig, ScoreConfig
 from medray.met.settings import TrackingConfig
-from medray.models.causal_lm import ModelConfig
 from medray.train.settings import TrainConfig
 
 TEXT_COLUMNS = ("findings", "report")
 IMAGE_CHECKS = ("decode", "verify", "none")
-# Stands in for `model` during TrainConfig's checks: MedTrim builds no causal LM.
-_NO_CAUSAL_LM = ModelConfig(vocab_size=8)
 
 
 @dataclass
@@ -79,7 +75,7 @@ class MedTrimTrainConfig(TrainConfig):
 
     def check_training(self) -> None:
         """All but the pairs folder: what an in-process trial (`fit_in_process`) needs."""
-        TrainConfig.check(dataclasses.replace(self, model=_NO_CAUSAL_LM))
+        self.check_harness()  # the causal-LM `model` key is not used
         if self.backend.kind != "ddp":
             raise ConfigError("backend.kind", f"{self.backend.kind!r}: MedTrim's towers train with ddp")
         self.data.check("data")

@@ -95,6 +95,10 @@ class TrainConfig:
     def check(self) -> None:
         """Fail before any worker starts, naming the key."""
         self.model.check("model")
+        self.check_harness()
+
+    def check_harness(self) -> None:
+        """Everything but the causal-LM `model`: what any task on the shared loop needs."""
         if self.backend.kind not in BACKENDS:
             raise ConfigError("backend.kind", f"{self.backend.kind!r}: expected one of {', '.join(BACKENDS)}")
         if self.backend.kind == "deepspeed" and self.backend.zero_stage not in (0, 1, 2, 3):
