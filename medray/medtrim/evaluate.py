@@ -16,7 +16,6 @@ natural threshold and no training on labels is involved.
 from __future__ import annotations
 
 import concurrent.futures
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -31,6 +30,7 @@ from medray.medtrim import metrics
 from medray.medtrim.metrics import DEFAULT_RANKS
 from medray.medtrim.model import build_text_tokenizer, preprocess_images, tokenize_texts
 from medray.met.labels import CHEXPERT_NAMES
+from medray.mm.pairs import read_image
 
 POSITIVE_TEMPLATES = ("chest x-ray showing {}", "{}")
 NEGATIVE_TEMPLATES = ("no {}", "chest x-ray showing no {}")
@@ -100,11 +100,7 @@ def study_labels(rows: list[dict]) -> tuple[list, list[dict], str]:
 
 def _pixels(uri: str, pre) -> torch.Tensor:
     """(3, S, S) for one image file; grey 8-bit images take the model's batched grey path."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(storage.read_bytes(uri))) as img:
-        img.load()
-        image = np.array(img) if img.mode == "L" else img.copy()
+    image = read_image(uri)
     return preprocess_images(image, pre)[0] if isinstance(image, np.ndarray) else pre(image)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -50,6 +49,7 @@ from medray.medtrim.model import (
     preprocess_images,
     tokenize_texts,
 )
+from medray.mm.pairs import read_image
 
 DATASET = "medtrim_triplets"
 
@@ -72,21 +72,9 @@ class MedTrimTrainable(nn.Module):
         return self.medtrim(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
 
 
-def decode_image(uri: str):
-    """A grey image as a uint8 array (the batched preprocessing path), any other mode as a PIL image."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(storage.read_bytes(uri))) as img:
-            img.load()
-            return np.asarray(img) if img.mode == "L" else img.copy()
-    except (OSError, MedrayError) as err:
-        raise MedrayError(f"{uri}: image does not decode ({err}); prepare with data.check_images=decode") from None
-
-
 def collate(rows: dict, roles: tuple[str, ...], tokenizer, preprocessor, max_length: int) -> dict:
     """A micro-batch: images and texts of every member, role after role (anchors, positives, negatives)."""
-    images = [decode_image(uri) for role in roles for uri in rows[f"{role}_image"]]
+    images = [read_image(uri) for role in roles for uri in rows[f"{role}_image"]]
     texts = [str(text) for role in roles for text in rows[f"{role}_text"]]
     return {"pixel_values": preprocess_images(images, preprocessor), **tokenize_texts(tokenizer, texts, max_length),
             "triplets": len(rows[f"{roles[0]}_id"])}

@@ -27,11 +27,12 @@ import json
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 from PIL import Image
 
 from medray import storage
-from medray.errors import SourceError
+from medray.errors import MedrayError, SourceError
 from medray.mm.layout import IMAGE_SUFFIXES, LABELS_FILE, REPORT_SUFFIX, SPLIT_FILES, parse_path
 
 PAIR_SCHEMA = pa.schema([(name, pa.string()) for name in (
@@ -196,3 +197,14 @@ def read_pairs(root: str, check_images: str = "verify", threads: int | None = No
     rows.sort(key=lambda r: r["id"])
     rejects.sort(key=lambda r: (r["id"], r["reason"]))
     return pa.Table.from_pylist(rows, PAIR_SCHEMA), pa.Table.from_pylist(rejects, REJECT_SCHEMA)
+
+
+def read_image(uri: str):
+    """One image for a model: grey 8-bit as a uint8 array (the towers' batched grey path), any other
+    mode as a PIL image. A file that does not decode raises `MedrayError` naming it."""
+    try:
+        with Image.open(io.BytesIO(storage.read_bytes(uri))) as img:
+            img.load()
+            return np.asarray(img) if img.mode == "L" else img.copy()
+    except (OSError, MedrayError) as err:
+        raise MedrayError(f"{uri}: image does not decode ({err})") from None

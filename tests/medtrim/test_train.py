@@ -31,7 +31,8 @@ from medray.medtrim.model import (
     preprocess_images,
     tokenize_texts,
 )
-from medray.medtrim.train import decode_image, fit_in_process, train_medtrim
+from medray.medtrim.train import fit_in_process, train_medtrim
+from medray.mm.pairs import read_image
 from medray.mm.phantom import write_phantoms
 from medray.tracking import metric_history
 from medray.train.loop import DRILL_MARKER
@@ -119,7 +120,7 @@ def test_saved_model_loads_and_embeds(runs, phantoms):
     model = MedTrimModel.load(plain["export"]).eval()
     records = pq.read_table(f"{plain['run_dir']}/prepared/records.parquet").slice(0, 6).to_pylist()
 
-    images = [decode_image(r["image_path"]) for r in records]
+    images = [read_image(r["image_path"]) for r in records]
     with torch.no_grad():
         image, text = model(preprocess_images(images, model.preprocessor),
                             **tokenize_texts(build_text_tokenizer(model.config), [r["text"] for r in records]))
