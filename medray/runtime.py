@@ -166,6 +166,25 @@ def describe_cluster() -> dict:
     }
 
 
+LOCAL_WORKER_SETUP = "medray.runtime.local_worker_setup"
+
+
+def local_worker_setup() -> None:
+    """Run in every worker of a local cluster medray started (no dashboard, so no state API).
+
+    Ray Train's placement-group cleaner asks the state API, every few seconds, whether the
+    training controller is alive: without a dashboard it logs a warning each time (dozens per
+    run), and with another Ray instance on the machine it cannot even tell which cluster to ask
+    and dies with a traceback. Pinning ``RAY_ADDRESS`` to this worker's own cluster settles the
+    second; the first is an expected condition here, so that logger keeps errors only.
+    """
+    try:
+        os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    except Exception:  # noqa: BLE001  (a worker without a runtime context keeps Ray's own lookup)
+        pass
+    logging.getLogger("ray.train.v2._internal.execution.controller.placement_group_cleaner").setLevel(logging.ERROR)
+
+
 def init_ray(
     address: str | None = None,
     *,
@@ -197,6 +216,7 @@ def init_ray(
         kwargs.update(
             num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False
         )
+        kwargs["runtime_env"] = {"worker_process_setup_hook": LOCAL_WORKER_SETUP, **(runtime_env or {})}
         quiet = _QuietTokenNotice()
         auth_logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
         auth_logger.addFilter(quiet)

@@ -42,6 +42,22 @@ def test_workers_inherit_the_s3_settings(ray_local, s3_server):
     assert ray.get(endpoint.remote()) == s3_server.endpoint
 
 
+def test_local_workers_know_their_cluster_and_quiet_the_cleaner(ray_local):
+    """Without a dashboard Ray Train's placement-group cleaner would warn every few seconds, and with a
+    second Ray instance on the machine it could not tell which cluster to ask (a traceback per run)."""
+    import logging
+    import os
+
+    @ray.remote
+    def seen() -> tuple[str | None, int]:
+        name = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+        return os.environ.get("RAY_ADDRESS"), logging.getLogger(name).level
+
+    address, level = ray.get(seen.remote())
+    assert address == ray.get_runtime_context().gcs_address
+    assert level == logging.ERROR
+
+
 def test_default_runtime_env(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "never-shipped")
