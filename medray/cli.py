@@ -255,6 +255,24 @@ def bench_data(tree: str = TreeOpt,
     out.print_json(run_bench(tree, sizes, work, seed=seed, neardup_mb=neardup_mb, progress=out.status))
 
 
+@bench_app.command("medtrim")
+def bench_medtrim(work: str = typer.Option("out/bench-medtrim", help="Folder for the phantoms, runs and sweeps"),
+                  studies: int = typer.Option(600, help="Phantom studies (80/10/10 train/validate/test)"),
+                  seeds: int = typer.Option(3, help="Training seeds; MedTrim and InfoNCE train once per seed"),
+                  steps: int = typer.Option(300, help="Steps per training run (the demo's budget)"),
+                  text: str = typer.Option("tiny", help="Text tower: tiny (from config) or minilm (all-MiniLM-L6-v2)"),
+                  compare: bool = typer.Option(True, help="Run MedTrim beside InfoNCE"),
+                  sweep: bool = typer.Option(True, help="Time an 8-trial ASHA sweep beside the same sweep without it"),
+                  trials: int = typer.Option(8, help="Sweep trials")) -> None:
+    """MedTrim vs InfoNCE Precision@R over seeds on held-out phantoms; the sweep vs its 15-minute target."""
+    from medray.bench.medtrim import run_bench
+
+    with out.stdout_to_stderr(True):
+        report = run_bench(work, studies=studies, seeds=seeds, steps=steps, text=text, compare=compare, sweep=sweep,
+                           trials=trials, progress=out.status)
+    out.print_json(report)
+
+
 @bench_app.command("neardup")
 def bench_neardup(tree: str = TreeOpt, size_mb: float = typer.Option(20.0, help="Generated corpus size"), seed: int = typer.Option(0)) -> None:
     """MinHash + LSH throughput and pairs beside datasketch on the same documents."""

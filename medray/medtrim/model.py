@@ -251,6 +251,8 @@ def preprocess_images(images, pre: ImagePreprocessor) -> torch.Tensor:
     if grey is None:
         return pre.batch(images if isinstance(images, (list, tuple)) else [images])
     size = pre.image_size
+    if not grey.flags.writeable:
+        grey = grey.copy()  # an image decoded by PIL is a read-only view; torch warns on those
     x = torch.from_numpy(np.ascontiguousarray(grey)).unsqueeze(1).float()
     if x.shape[-2:] != (size, size):
         mode = "bicubic" if pre.resample == "BICUBIC" else "bilinear"
