@@ -244,6 +244,8 @@ def validate_items(table: pa.Table, tree: Tree, matcher: Matcher,
     for row in rows:
         try:
             text = row["generated_text"] or ""
+            if row.get("finish_reason") == "prompt_too_long":
+                raise ItemReject("prompt_too_long", f"{row.get('num_input_tokens')} prompt tokens fill the model's context")
             if not text.strip():
                 raise ItemReject("empty_output", "no text")
             if len(text) > config.max_chars:

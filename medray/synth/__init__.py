@@ -1,0 +1,1 @@
+"""Knowledge-aware synthesis: LLM engines, generated items and their checks."""

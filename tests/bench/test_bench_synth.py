@@ -1,0 +1,83 @@
+"""`medray bench synth`: the Ray Data pipeline beside the same engine called directly, on real components.
+
+The `transformers` backend with the tiny local model the benchmark writes
+for itself, on the session's local Ray cluster. The `gpu` test runs vLLM on
+both sides where vLLM and a CUDA GPU are present and skips, saying why,
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medray.bench.synth import bench_prompts, read_prompts, run_bench
+from medray.errors import ConfigError, MedrayError
+from medray.synth.engine_settings import vllm_problem
+
+QUIET = {"progress": lambda message: None}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(ray_local) -> dict:
+    return run_bench("transformers", None, prompts=12, max_new_tokens=6, batch_size=4, concurrency=1, **QUIET)
+
+
+def test_both_sides_generate_the_same_tokens(tiny_run):
+    assert (tiny_run["backend"], tiny_run["device"], tiny_run["prompts"]) == ("transformers", "cpu", 12)
+    pipeline, direct = tiny_run["pipeline"], tiny_run["direct"]
+    assert pipeline["rows"] == direct["rows"] == 12
+    assert pipeline["output_tokens"] == direct["output_tokens"] == tiny_run["output_tokens"] == 12 * 6  # EOS ignored
+    assert tiny_run["tokens_equal"] is True
+    assert tiny_run["model"] == "tiny (written for this run)"
+
+
+def test_rates_and_overhead_come_from_the_timings(tiny_run):
+    pipeline, direct = tiny_run["pipeline"], tiny_run["direct"]
+    assert pipeline["tokens_per_s"] == pytest.approx(72 / pipeline["seconds"], rel=1e-2)
+    assert direct["tokens_per_s"] == pytest.approx(72 / direct["seconds"], rel=1e-2)
+    assert direct["seconds"] == pytest.approx(direct["load_seconds"] + direct["generate_seconds"], abs=2e-3)
+    assert direct["generate_tokens_per_s"] > direct["tokens_per_s"]
+    assert tiny_run["pipeline_overhead"] == pytest.approx(1 - pipeline["tokens_per_s"] / direct["tokens_per_s"], abs=1e-4)
+    assert tiny_run["target"] == 0.10
+    assert tiny_run["within_target"] is (tiny_run["pipeline_overhead"] <= 0.10)
+    assert 0 < pipeline["first_block_seconds"] <= pipeline["seconds"]
+    assert json.loads(json.dumps(tiny_run)) == tiny_run  # plain JSON all the way down
+
+
+def test_prompts_are_generated_or_read(tmp_path):
+    assert bench_prompts(5) == bench_prompts(5) and len(set(bench_prompts(5))) == 5
+    assert read_prompts("3") == bench_prompts(3)
+    (tmp_path / "p.txt").write_text("first prompt\n\nsecond prompt\n")
+    assert read_prompts(str(tmp_path / "p.txt")) == ["first prompt", "second prompt"]
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a"}\n{"prompt": "b"}\n')
+    assert read_prompts(str(tmp_path / "p.jsonl")) == ["a", "b"]
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "a"}\n{"text": "b"}\n')
+    with pytest.raises(MedrayError, match="bad.jsonl:2"):
+        read_prompts(str(tmp_path / "bad.jsonl"))
+
+
+def test_bad_options_fail_before_any_work(tmp_path):
+    cases = [({"backend": "tgi"}, "backend"), ({"prompts": 0}, "prompts"), ({"batch_size": 0}, "batch_size"),
+             ({"concurrency": 0}, "concurrency"), ({"max_new_tokens": 0}, "sampling.max_new_tokens"),
+             ({"model": str(tmp_path / "none")}, "model")]
+    for options, key in cases:
+        with pytest.raises(ConfigError) as err:
+            run_bench(**{"backend": "transformers", **options}, **QUIET)
+        assert err.value.key == key, (options, str(err.value))
+    if vllm_problem() is not None:
+        with pytest.raises(ConfigError) as err:
+            run_bench("vllm", str(tmp_path / "none"), **QUIET)
+        assert err.value.key == "backend" and "vllm" in str(err.value)
+
+
+@pytest.mark.gpu
+def test_vllm_pipeline_beside_llm_generate(ray_local):
+    problem = vllm_problem()
+    if problem:
+        pytest.skip(f"vLLM benchmark not run: {problem}")
+    result = run_bench("vllm", None, prompts=64, max_new_tokens=32, batch_size=16, **QUIET)
+    assert result["backend"] == "vllm" and result["device"] != "cpu"
+    assert result["tokens_equal"] and result["output_tokens"] == 64 * 32
+    print(json.dumps(result, indent=2))
