@@ -319,6 +319,16 @@ def write_parquet(table: pa.Table, uri: str | os.PathLike, **write_options) -> N
         pq.write_table(table, f, **write_options)
 
 
+def listing_digest(root: str | os.PathLike, digest) -> None:
+    """Feed every file under `root` (a file or a folder; relative name, size, mtime) to a hashlib digest:
+    what a job's reusable outputs depend on, without reading the files."""
+    fs, path = filesystem_for(str(root))
+    info = fs.get_file_info(path)
+    infos = [info] if info.type == pafs.FileType.File else fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    for item in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
+        digest.update(f"{item.path[len(path):]}\t{item.size}\t{item.mtime_ns}\n".encode())
+
+
 def strip_suffix(uri: str, suffix: str = ".parquet") -> str:
     """`out/met/tree.parquet` -> `out/met/tree`: the stem that files written beside an output share."""
     uri = str(uri)

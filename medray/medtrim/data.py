@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from medray import storage
 from medray.config import to_dict
@@ -153,20 +152,13 @@ def pool_too_small(counts: dict, data: MedTrimDataConfig, where: str) -> ConfigE
 # ---- fingerprint, reuse, the whole step ---------------------------------------------------------
 
 
-def _listing_digest(root: str, digest) -> None:
-    fs, path = storage.filesystem_for(root)
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    for info in sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: i.path):
-        digest.update(f"{info.path[len(path):]}\t{info.size}\t{info.mtime_ns}\n".encode())
-
-
 def fingerprint(data: MedTrimDataConfig) -> str:
     """What the prepared files depend on: the files under the pairs root, the OBER tree and the settings."""
     settings = {k: v for k, v in to_dict(data).items() if k not in ("ray_from_rows", "ober_actors")}
     digest = hashlib.sha256(json.dumps({"version": FORMAT_VERSION, "settings": settings}, sort_keys=True).encode())
-    _listing_digest(data.pairs, digest)
+    storage.listing_digest(data.pairs, digest)
     if data.ober.tree:
-        _listing_digest(data.ober.tree, digest)
+        storage.listing_digest(data.ober.tree, digest)
     return digest.hexdigest()[:20]
 
 

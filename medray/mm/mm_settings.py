@@ -43,6 +43,10 @@ class EmbeddingRetrieveConfig:
     threshold: float = 0.6  # cosine of a sentence and a node name or synonym
     top_k: int = 2  # anchors per pair at most
     axes: list[str] = field(default_factory=lambda: ["symptom", "disease"])  # candidate nodes; [] = every axis
+    # Candidate nodes from these tree sources only (e.g. [radiology_lexicon, hpo]); [] = every source. The
+    # full tree's ~150k disease and symptom terms take minutes to embed on a CPU: narrow them, or cache them.
+    sources: list[str] = field(default_factory=list)
+    cache: Optional[str] = None  # noqa: UP045  (an .npz of term vectors, read and written: later runs embed only new terms)
     batch_size: int = 128
 
     def check(self, prefix: str = "embedding") -> None:

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from medray import storage
 from medray.errors import MedrayError
 from medray.met.matcher import Matcher
 from medray.met.tree import Tree
@@ -52,11 +53,15 @@ class Candidates:
     node_ids: tuple[str, ...]
 
     @classmethod
-    def from_tree(cls, tree: Tree, axes: list[str]) -> Candidates:
-        cols = tree.table.select(["node_id", "axis", "name", "synonyms"]).to_pydict()
+    def from_tree(cls, tree: Tree, axes: list[str], sources: list[str] | None = None) -> Candidates:
+        cols = tree.table.select(["node_id", "axis", "name", "synonyms", "sources"]).to_pydict()
         seen: dict[str, str] = {}
-        for nid, axis, name, syns in zip(cols["node_id"], cols["axis"], cols["name"], cols["synonyms"]):
+        wanted = set(sources or ())
+        for nid, axis, name, syns, srcs in zip(cols["node_id"], cols["axis"], cols["name"], cols["synonyms"],
+                                               cols["sources"]):
             if axis is None or nid.startswith("MET:") or (axes and axis not in axes):
+                continue
+            if wanted and not wanted.intersection(srcs or ()):
                 continue
             for term in [name, *(syns or ())]:
                 key = " ".join(term.split()).lower()
@@ -105,7 +110,13 @@ class PairAnchorer:
             from medray.met.embed import get_embedder
 
             self._embedder = get_embedder(self.cfg.embedding.model_path)
+            cache = self.cfg.embedding.cache
+            if cache and storage.exists(cache):
+                self._embedder.load_cache(cache)
+            before = self._embedder.encoded
             self._term_vectors = self._embedder.encode(list(self.candidates.terms), self.cfg.embedding.batch_size)
+            if cache and self._embedder.encoded > before:
+                self._embedder.save_cache(cache)
         return self._embedder.encode(texts, self.cfg.embedding.batch_size)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -210,7 +221,7 @@ def _prepare(columns: list[str], tree: Tree, cfg: RetrieveConfig | None, matcher
     cfg.check()
     cfg.check_columns(columns)
     matcher = matcher or Matcher(tree, axes=cfg.matcher_axes or None)
-    candidates = Candidates.from_tree(tree, cfg.embedding.axes) if cfg.embedding.enabled else Candidates((), ())
+    candidates = Candidates.from_tree(tree, cfg.embedding.axes, cfg.embedding.sources) if cfg.embedding.enabled else Candidates((), ())
     return cfg, matcher, candidates
 
 
