@@ -29,10 +29,20 @@ def _add_bench_train() -> None:
 _add_bench_train()
 
 
+def _add_bench_synth() -> None:
+    from medray.bench.synth import bench_synth_command
+
+    bench_app.command("synth")(bench_synth_command)
+
+
+_add_bench_synth()
+
+
 def _add_data_commands() -> None:
     from medray.data.commands import data_app, tokenizer_app
     from medray.medtrim.commands import medtrim_app
     from medray.mm.commands import mm_app
+    from medray.synth.commands import synth_app
     from medray.train.commands import train_app
 
     app.add_typer(data_app, name="data")
@@ -40,6 +50,7 @@ def _add_data_commands() -> None:
     app.add_typer(train_app, name="train")
     app.add_typer(mm_app, name="mm")
     app.add_typer(medtrim_app, name="medtrim")
+    app.add_typer(synth_app, name="synth")
 
 
 _add_data_commands()

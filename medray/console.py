@@ -58,3 +58,15 @@ def key_values(title: str, data: dict[str, Any]) -> None:
 def status(message: str) -> None:
     """Progress for long work, on stderr so `--json` output stays clean."""
     err_console.print(f"[dim]{message}[/dim]")
+
+
+def run_and_print(job, printer, as_json: bool) -> None:
+    """Run `job(progress)` and print what it returns: JSON alone on stdout with `--json`, else `printer`'s tables.
+
+    With `--json` progress is silent and everything else written to stdout (Ray's included) goes to stderr.
+    """
+    with stdout_to_stderr(as_json):
+        summary = job((lambda message: None) if as_json else status)
+    if as_json:
+        return print_json(summary)
+    printer(summary)

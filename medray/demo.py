@@ -102,6 +102,12 @@ def run_demo(out_dir: str = "demo-out") -> dict:
     summary["medtrim"] = medtrim_demo(out_dir)
     timings["medtrim"] = time.perf_counter() - t
 
+    t = _step("9. Synthesis: node-guided retrieval, two-stage filter, captions and VQA, multi-hop QA, reject sampling")
+    from medray.demo_synth import synth_demo
+
+    summary["synth"] = synth_demo(out_dir, tree_path, summary["medtrim"].get("export"))
+    timings["synth"] = time.perf_counter() - t
+
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     with open(os.path.join(out_dir, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2, default=str)
@@ -125,6 +131,10 @@ def run_demo(out_dir: str = "demo-out") -> dict:
                                  f"{summary['medtrim']['fine_p10']['infonce']:.3f} (chance "
                                  f"{summary['medtrim']['chance_fine_p10']:.3f}); sweep {summary['medtrim']['sweep']['trials']} "
                                  f"trials, {summary['medtrim']['sweep']['stopped_early']} stopped by ASHA"),
+        "synthesis": (f"{summary['synth']['aligned']} of {summary['synth']['pairs_in']} pairs kept by the filter; "
+                      f"{summary['synth']['items_kept']} of {summary['synth']['items']} items and "
+                      f"{summary['synth']['kgqa_kept']} of {summary['synth']['kgqa_items']} multi-hop questions passed "
+                      f"(tiny model); SFT rows {summary['synth']['sft_rows']}"),
         "nodes grown": summary["grow"]["attached"],
         "AMCS forward / backward": f"{summary['coverage']['forward']:.3f} / {summary['coverage']['backward']:.3f}",
         "views": ", ".join(summary["tree"]["views"]),

@@ -40,7 +40,7 @@ def medtrim_demo(out_dir: str) -> dict:
     _print_side_by_side(results)
     sweep = _sweep_demo(phantom, out_dir)
     fine10 = {kind: results[kind]["i2t"]["fine"][10] for kind in results}
-    return {"studies": written["studies"], "test_pairs": results["medtrim"]["n"],
+    return {"studies": written["studies"], "test_pairs": results["medtrim"]["n"], "export": runs["medtrim"]["export"],
             "fine_p10": fine10, "chance_fine_p10": results["medtrim"]["chance"]["fine"][10],
             "disease_p10": {kind: results[kind]["i2t"]["disease"][10] for kind in results},
             "losses": {kind: (runs[kind]["loss"], runs[kind]["final_loss"]) for kind in runs},

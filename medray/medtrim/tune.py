@@ -223,8 +223,4 @@ def print_sweep(summary: dict) -> None:
 def tune_command(conf: str, overrides: list[str] | None = None, as_json: bool = False) -> None:
     """`medray medtrim tune CONF [key=value ...]`."""
     cfg = load_config(MedTrimTuneConfig, conf, overrides or [])
-    with console.stdout_to_stderr(as_json):
-        summary = run_sweep(cfg, progress=(lambda msg: None) if as_json else console.status)
-    if as_json:
-        return console.print_json(summary)
-    print_sweep(summary)
+    console.run_and_print(lambda progress: run_sweep(cfg, progress=progress), print_sweep, as_json)

@@ -1,0 +1,88 @@
+"""`medray synth run CONF`: the multimodal data engine and synthesis job's config, checked before work starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from medray.errors import ConfigError
+from medray.met.settings import TrackingConfig
+from medray.mm.mm_settings import AlignConfig, RetrieveConfig
+from medray.synth.engine_settings import EngineConfig, SamplingConfig
+from medray.synth.graph import GraphConfig
+from medray.synth.items import ItemConfig
+from medray.synth.kgqa import KGQAConfig
+from medray.synth.reject import RejectConfig
+from medray.synth.validate import ValidateConfig
+
+STAGES = ("retrieve", "align", "items", "kgqa")
+
+
+def _sampled() -> EngineConfig:
+    return EngineConfig(sampling=SamplingConfig(max_new_tokens=160, temperature=0.7, top_p=0.95))
+
+
+@dataclass
+class KGQAJobConfig:
+    """Multi-hop questions from weakly covered nodes, answered by several experts, reject-sampled."""
+
+    enabled: bool = True
+    # Where the start nodes come from: a data pipeline `report.json` (its back-fill list), a parquet with a
+    # node_id column, or null: the image pairs' anchored finding nodes, fewest pairs first.
+    starts: Optional[str] = None  # noqa: UP045
+    max_starts: int = 50
+    expert_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one engine as several experts
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    paths: KGQAConfig = field(default_factory=KGQAConfig)
+    reject: RejectConfig = field(default_factory=RejectConfig)
+
+
+@dataclass
+class SynthConfig:
+    tree: str = "out/met/tree.parquet"
+    pairs: str = "out/phantom"  # image-report pairs in the MIMIC-CXR layout (`medray mm pairs`), local or s3://
+    split: Optional[str] = None  # noqa: UP045  (a split of the pairs, e.g. train; null: all)
+    max_pairs: int = 0  # 0: all
+    out: str = "out/synth"
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    use_ray: bool = True  # Ray Data actor pools for anchoring, scoring and generation; false: in this process
+    resume: bool = True  # a stage whose outputs exist for the same inputs and settings is not run again
+    retrieve: RetrieveConfig = field(default_factory=RetrieveConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    items: ItemConfig = field(default_factory=ItemConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    engine: EngineConfig = field(default_factory=_sampled)
+    kgqa: KGQAJobConfig = field(default_factory=KGQAJobConfig)
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="medray-synth"))
+
+    def check(self) -> SynthConfig:
+        """Everything but what needs the tree loaded; model folders included (no work before they exist)."""
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown or not self.stages:
+            raise ConfigError("stages", f"{unknown[0] if unknown else 'empty'!r}: expected some of {', '.join(STAGES)}")
+        if "items" in self.stages and "align" not in self.stages:
+            raise ConfigError("stages", "items are built from the aligned pairs: add align (and retrieve)")
+        if "align" in self.stages and "retrieve" not in self.stages:
+            raise ConfigError("stages", "align filters retrieved pairs: add retrieve")
+        for key in ("tree", "pairs", "out"):
+            if not str(getattr(self, key) or "").strip():
+                raise ConfigError(key, "must be a path (local or s3://)")
+        if self.max_pairs < 0:
+            raise ConfigError("max_pairs", f"must be >= 0, got {self.max_pairs}")
+        self.retrieve.check("retrieve")
+        self.align.check("align")
+        self.validate.check("validate")
+        if self.kgqa.max_starts < 0:
+            raise ConfigError("kgqa.max_starts", f"must be >= 0, got {self.kgqa.max_starts}")
+        if not self.kgqa.expert_seeds:
+            raise ConfigError("kgqa.expert_seeds", "at least one expert seed")
+        self.kgqa.graph.check("kgqa.graph")
+        self.kgqa.paths.check("kgqa.paths")
+        self.kgqa.reject.check("kgqa.reject")
+        if self.generates:
+            self.engine.check("engine")
+        return self
+
+    @property
+    def generates(self) -> bool:
+        return "items" in self.stages or ("kgqa" in self.stages and self.kgqa.enabled)
