@@ -105,7 +105,7 @@ def run_demo(out_dir: str = "demo-out") -> dict:
     t = _step("9. Synthesis: node-guided retrieval, two-stage filter, captions and VQA, multi-hop QA, reject sampling")
     from medray.demo_synth import synth_demo
 
-    summary["synth"] = synth_demo(out_dir, tree_path, summary["medtrim"].get("export"))
+    summary["synth"] = synth_demo(out_dir, tree_path, summary["medtrim"].get("export"), summary["sft"].get("export"))
     timings["synth"] = time.perf_counter() - t
 
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
@@ -134,7 +134,8 @@ def run_demo(out_dir: str = "demo-out") -> dict:
         "synthesis": (f"{summary['synth']['aligned']} of {summary['synth']['pairs_in']} pairs kept by the filter; "
                       f"{summary['synth']['items_kept']} of {summary['synth']['items']} items and "
                       f"{summary['synth']['kgqa_kept']} of {summary['synth']['kgqa_items']} multi-hop questions passed "
-                      f"(tiny model); SFT rows {summary['synth']['sft_rows']}"),
+                      f"(tiny model taught the formats); {summary['synth']['sft_rows']} SFT rows"
+                      + (f", vision-language SFT {summary['synth']['vlm_sft']['steps']} steps" if summary['synth']['vlm_sft'] else "")),
         "nodes grown": summary["grow"]["attached"],
         "AMCS forward / backward": f"{summary['coverage']['forward']:.3f} / {summary['coverage']['backward']:.3f}",
         "views": ", ".join(summary["tree"]["views"]),

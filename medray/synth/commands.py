@@ -39,3 +39,20 @@ def tiny_model(out_dir: str = typer.Argument(..., help="Folder to write (local o
     from medray.synth.tiny_model import write_tiny_causal_lm
 
     out.key_values("Tiny model", {"path": write_tiny_causal_lm(out_dir, seed=seed, train_steps=train_steps)})
+
+
+@synth_app.command("warm-up")
+def warm_up(conf: str = typer.Argument(..., help="The synthesis YAML config whose engine.model is taught"),
+            out_dir: str = typer.Argument(..., help="Folder for the taught model (local or s3://)"),
+            overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides"),  # noqa: UP045
+            split: str = typer.Option("train", help="Pairs whose tasks teach the formats (keep it apart from the run's)"),
+            max_pairs: int = typer.Option(200, help="Pairs of that split at most"),
+            steps: int = typer.Option(300, help="Training steps (8 tasks each)")) -> None:
+    """Teach a small model the output formats on one split's tasks and their reference outputs."""
+    from medray import console as out
+    from medray.config import load_config
+    from medray.synth.settings import SynthConfig
+    from medray.synth.warm_up import teach
+
+    cfg = load_config(SynthConfig, conf, overrides or [])
+    out.key_values("Warm-up", teach(cfg, out_dir, split=split, max_pairs=max_pairs, steps=steps, progress=out.status))
