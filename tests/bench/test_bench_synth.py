@@ -43,6 +43,13 @@ def test_rates_and_overhead_come_from_the_timings(tiny_run):
     assert tiny_run["target"] == 0.10
     assert tiny_run["within_target"] is (tiny_run["pipeline_overhead"] <= 0.10)
     assert 0 < pipeline["first_block_seconds"] <= pipeline["seconds"]
+    after_first = 72 - pipeline["first_block_tokens"]  # the tokens of the blocks after the first
+    assert 0 < after_first < 72 and after_first % 6 == 0
+    steady = after_first / (pipeline["seconds"] - pipeline["first_block_seconds"])
+    assert pipeline["steady_tokens_per_s"] == pytest.approx(steady, rel=0.1)  # the timings are rounded to 1 ms
+    assert tiny_run["steady_state_overhead"] == pytest.approx(
+        1 - pipeline["steady_tokens_per_s"] / direct["generate_tokens_per_s"], abs=1e-3)
+    assert tiny_run["steady_state_within_target"] is (tiny_run["steady_state_overhead"] <= 0.10)
     assert json.loads(json.dumps(tiny_run)) == tiny_run  # plain JSON all the way down
 
 
