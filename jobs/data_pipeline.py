@@ -1,9 +1,6 @@
-"""Entrypoint for `ray job submit -- python jobs/data_pipeline.py CONF [key=value ...]`."""
+"""`ray job submit -- python jobs/data_pipeline.py CONF [key=value ...]`: runs `medray data run`."""
 
-import sys
-
-from medray.cli import main
+from medray.job_catalog import run_job
 
 if __name__ == "__main__":
-    sys.argv = ["medray", "data", "run", *sys.argv[1:]]
-    main()
+    run_job("data_pipeline")

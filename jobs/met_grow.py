@@ -1,9 +1,6 @@
-"""Entrypoint for `ray job submit -- python jobs/met_grow.py CONF [key=value ...]`."""
+"""`ray job submit -- python jobs/met_grow.py CONF [key=value ...]`: runs `medray met grow`."""
 
-import sys
-
-from medray.cli import main
+from medray.job_catalog import run_job
 
 if __name__ == "__main__":
-    sys.argv = ["medray", "met", "grow", *sys.argv[1:]]
-    main()
+    run_job("met_grow")

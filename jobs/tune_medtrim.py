@@ -1,9 +1,6 @@
-"""Entrypoint for `ray job submit -- python jobs/tune_medtrim.py CONF [key=value ...]`."""
+"""`ray job submit -- python jobs/tune_medtrim.py CONF [key=value ...]`: runs `medray medtrim tune`."""
 
-import sys
-
-from medray.cli import main
+from medray.job_catalog import run_job
 
 if __name__ == "__main__":
-    sys.argv = ["medray", "medtrim", "tune", *sys.argv[1:]]
-    main()
+    run_job("tune_medtrim")

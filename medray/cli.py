@@ -40,6 +40,7 @@ _add_bench_synth()
 
 def _add_data_commands() -> None:
     from medray.data.commands import data_app, tokenizer_app
+    from medray.deploy.commands import deploy_app
     from medray.medtrim.commands import medtrim_app
     from medray.mm.commands import mm_app
     from medray.synth.commands import synth_app
@@ -51,6 +52,7 @@ def _add_data_commands() -> None:
     app.add_typer(mm_app, name="mm")
     app.add_typer(medtrim_app, name="medtrim")
     app.add_typer(synth_app, name="synth")
+    app.add_typer(deploy_app, name="deploy")
 
 
 _add_data_commands()

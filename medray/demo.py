@@ -108,6 +108,12 @@ def run_demo(out_dir: str = "demo-out") -> dict:
     summary["synth"] = synth_demo(out_dir, tree_path, summary["medtrim"].get("export"), summary["sft"].get("export"))
     timings["synth"] = time.perf_counter() - t
 
+    t = _step("10. Cluster deployment: KubeRay manifests, the Ray cluster launcher config and the image, validated")
+    from medray.demo_deploy import deploy_demo
+
+    summary["deploy"] = deploy_demo()
+    timings["deploy"] = time.perf_counter() - t
+
     summary["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     with open(os.path.join(out_dir, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2, default=str)
@@ -136,6 +142,9 @@ def run_demo(out_dir: str = "demo-out") -> dict:
                       f"{summary['synth']['kgqa_kept']} of {summary['synth']['kgqa_items']} multi-hop questions passed "
                       f"(tiny model taught the formats); {summary['synth']['sft_rows']} SFT rows"
                       + (f", vision-language SFT {summary['synth']['vlm_sft']['steps']} steps" if summary['synth']['vlm_sft'] else "")),
+        "cluster deployment": (f"{summary['deploy']['k8s_objects']} Kubernetes objects rendered, launcher config and "
+                               f"image checked: {summary['deploy']['problems']} problems"
+                               if summary["deploy"]["checked"] else "not checked (no cluster/ folder)"),
         "nodes grown": summary["grow"]["attached"],
         "AMCS forward / backward": f"{summary['coverage']['forward']:.3f} / {summary['coverage']['backward']:.3f}",
         "views": ", ".join(summary["tree"]["views"]),

@@ -93,7 +93,9 @@ def s3_server() -> Iterator[S3Server]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    info = S3Server(endpoint, "medray-test", "us-east-1", "testing", "testing")
+    # Unique per session, so a scan of logs, outputs and MLflow for them cannot hit anything else.
+    access_key = "AKIA" + secrets.token_hex(8).upper()
+    info = S3Server(endpoint, "medray-test", "us-east-1", access_key, secrets.token_urlsafe(30))
     previous = _set_env(
         {
             "MEDRAY_S3_ENDPOINT": endpoint,
@@ -144,8 +146,8 @@ def ray_local(s3_server: S3Server) -> Iterator[dict]:
 class RayTokenCluster:
     address: str  # GCS address, for ray.init / init_ray
     dashboard_url: str  # for `ray job submit --address`
-    token: str
-    temp_dir: Path
+    token: str = dataclasses.field(repr=False)  # never in a failure report
+    temp_dir: Path = Path()
 
     def client_env(self, token: str | None = None, home: Path | None = None) -> dict[str, str]:
         """Environment for a client process: the given token (default: the right one) and no other.
@@ -187,22 +189,26 @@ def _stop_ray_processes(marker: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def ray_token_cluster(tmp_path_factory) -> Iterator[RayTokenCluster]:
+def ray_token_cluster(tmp_path_factory, s3_server) -> Iterator[RayTokenCluster]:
     """A `ray start --head` cluster on 127.0.0.1 with token authentication.
 
     The token goes to the head through ``RAY_AUTH_TOKEN`` (Ray's first
     source), so no ``~/.ray/auth_token`` is written. All ports are picked free
     so that it can run beside ``ray_local`` or a developer's own cluster.
+    Like a real node, it has the S3 credentials in its environment (after
+    ``s3_server``) and the project's Python first on PATH, so a submitted
+    ``python jobs/...`` finds medray.
     """
     temp_dir = Path(f"/tmp/mrtok-{uuid.uuid4().hex[:8]}")  # short: unix socket paths
     token = secrets.token_hex(32)
     port, dash_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     # fmt: off
     cmd = [
         str(VENV_BIN / "ray"), "start", "--head", "--disable-usage-stats",
-        "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "1",
+        "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
         "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
         "--dashboard-port", str(dash_port),
         "--ray-client-server-port", str(free_port()),

@@ -110,7 +110,7 @@ def test_token_cluster_accepts_the_token_without_setting_auth_mode(ray_token_clu
     info = _client(ray_token_cluster.address, env)
     assert info.get("error") is None, info
     assert info["answer"] == 42
-    assert info["num_cpus"] == 1
+    assert info["num_cpus"] == 2
     assert info["address"].endswith(ray_token_cluster.address.rsplit(":", 1)[1])
 
 
