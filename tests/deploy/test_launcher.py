@@ -9,6 +9,7 @@ import os
 import shutil
 import stat
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -258,25 +259,27 @@ def _fetch_module():
 
 
 @pytest.fixture
-def fake_aws(monkeypatch):
-    moto = pytest.importorskip("moto")
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-west-2"}.items():
-        monkeypatch.setenv(name, value)
-    with moto.mock_aws():
-        import boto3
+def fake_aws(s3_server, monkeypatch):
+    """Secrets Manager and SSM on the session's moto server (a real AWS HTTP endpoint on loopback).
 
-        yield boto3.session.Session(region_name="us-west-2")
+    Not ``moto.mock_aws()``: leaving it resets moto's in-process backends, and with
+    them the session server's buckets that later tests write to.
+    """
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    yield boto3.session.Session(region_name="us-west-2")
 
 
 def test_node_secrets_land_owner_only_and_source_cleanly(fake_aws, tmp_path):
     uri = "http://mlflow.internal:5000/?note=it's a 'quoted' & $odd value"
-    fake_aws.client("secretsmanager").create_secret(Name="medray/ray-auth-token", SecretString="tok-123\n")
-    fake_aws.client("ssm").put_parameter(Name="/medray/MLFLOW_TRACKING_URI", Value=uri, Type="SecureString")
+    prefix = f"t{uuid.uuid4().hex[:8]}"  # the moto server lives for the whole session
+    fake_aws.client("secretsmanager").create_secret(Name=f"{prefix}/ray-auth-token", SecretString="tok-123\n")
+    fake_aws.client("ssm").put_parameter(Name=f"/{prefix}/MLFLOW_TRACKING_URI", Value=uri, Type="SecureString")
     token_file, env_file = tmp_path / "ray" / "auth_token", tmp_path / "medray.env"
     rc = _fetch_module().main([
-        "--region", "us-west-2", "--token-secret", "medray/ray-auth-token", "--token-file", str(token_file),
-        "--env-file", str(env_file), "--ssm", "/medray/MLFLOW_TRACKING_URI",
+        "--region", "us-west-2", "--token-secret", f"{prefix}/ray-auth-token", "--token-file", str(token_file),
+        "--env-file", str(env_file), "--ssm", f"/{prefix}/MLFLOW_TRACKING_URI",
     ])
     assert rc == 0
     assert token_file.read_text() == "tok-123\n"
