@@ -69,7 +69,7 @@ def _words(key: str) -> list[str]:
     return [w for w in re.split(r"[^a-zA-Z0-9]+", spaced.lower()) if w]
 
 
-def _looks_secret(key: str) -> bool:
+def looks_secret(key: str) -> bool:
     """Whole words only, so ``max_tokens`` and ``tokenizer`` are logged but ``hf_token`` is not."""
     words = _words(key)
     if any(w in _SECRET_WORDS or w in _SECRET_JOINED for w in words):
@@ -111,7 +111,7 @@ def flatten_params(d: Mapping | Any, prefix: str = "") -> dict[str, str]:
         pass
     out: dict[str, str] = {}
     for key, value in _leaves(d, prefix.rstrip(".")):
-        text = REDACTED if _looks_secret(key) else str(value)
+        text = REDACTED if looks_secret(key) else str(value)
         out[key] = text[:MAX_PARAM_VALUE_LENGTH]
     return out
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from medray.deploy.k8s_problem import Problem, json_path, object_label
+from medray.deploy.secret_names import is_secret_name
 from medray.errors import MedrayError
 from medray.job_catalog import JOBS, parse_entrypoint
 
@@ -25,23 +26,9 @@ RAY_KINDS = ("RayCluster", "RayJob")
 # DEFAULT_OBJECT_STORE_MEMORY_PROPORTION / DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES).
 OBJECT_STORE_SHARE = 0.3
 OBJECT_STORE_MAX_BYTES = 200 * 10**9
-SECRET_NAMES = {
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "MLFLOW_TRACKING_URI",
-    "MLFLOW_BACKEND_STORE_URI", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "RAY_AUTH_TOKEN",
-}
-# A whole word of the name: TOKENIZERS_PARALLELISM is not a token, RAY_AUTH_TOKEN_PATH names a file.
-_SECRET_WORD = re.compile(r"(^|_)(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIALS?)(_|$)")
 _QUANTITY = re.compile(r"^([0-9.]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E|m)?$")
 _UNITS = {None: 1, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether an environment variable or ConfigMap key of this name holds a credential."""
-    upper = name.upper()
-    if upper in SECRET_NAMES:
-        return True
-    return bool(_SECRET_WORD.search(upper)) and not upper.endswith(("_PATH", "_FILE"))
 
 
 def quantity_bytes(quantity: str | int | float) -> float:

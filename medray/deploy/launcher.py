@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from medray.deploy.secret_names import CREDENTIAL_ENV_NAMES
+
 # GPUs per instance for the types medray deploys on (and their neighbours in the same families).
 GPU_COUNTS: dict[str, int] = {
     "p5.48xlarge": 8, "p5e.48xlarge": 8, "p5en.48xlarge": 8, "p4d.24xlarge": 8, "p4de.24xlarge": 8,
@@ -38,10 +40,7 @@ _AUTH_MODE_TOKEN = re.compile(r"\bRAY_AUTH_MODE=(['\"]?)token\1(?=[\s;&|)]|$)")
 _AUTH_MODE_ANY = re.compile(r"\bRAY_AUTH_MODE=(['\"]?)(\w*)\1")
 _ACCESS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 # Names whose value is a credential (or, for MLflow, may embed one): never written inline.
-SECRET_NAMES = (
-    "RAY_AUTH_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN",
-    "MLFLOW_TRACKING_URI", "MLFLOW_BACKEND_STORE_URI",
-)
+SECRET_NAMES = CREDENTIAL_ENV_NAMES
 # NAME=value or NAME: value in a command; a value that starts with $ is a reference, not a literal.
 _INLINE_SECRET = re.compile(
     r"\b(" + "|".join(SECRET_NAMES) + r")\b\s*[=:]\s*(?!['\"]?\$)(['\"]?)[^\s'\";&|)]+",
