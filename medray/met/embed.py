@@ -106,37 +106,38 @@ class Embedder:
         return len(self._cache)
 
     def load_cache(self, path: str) -> int:
-        """Add vectors saved by `save_cache` (same model only); returns how many were loaded.
+        """Add vectors saved by `save_cache` (same model only; local or s3://); returns how many were loaded.
 
         Growing a 100k-node tree embeds every node name (minutes on a CPU);
         a re-run with the cache embeds only names it has not seen.
         """
-        p = Path(path)
-        if not p.is_file():
+        import io
+
+        from medray import storage
+
+        if not storage.exists(path):
             return 0
-        with np.load(p, allow_pickle=False) as data:
-            if str(data["model"]) != Path(self.model_path).name:
-                return 0
-            texts, vectors = data["texts"].tolist(), data["vectors"]
+        try:
+            with np.load(io.BytesIO(storage.read_bytes(path)), allow_pickle=False) as data:
+                if str(data["model"]) != Path(self.model_path).name:
+                    return 0
+                texts, vectors = data["texts"].tolist(), data["vectors"]
+        except (OSError, ValueError, KeyError) as err:
+            raise MedrayError(f"{path}: not an embedding cache written by medray ({err})") from None
         with self._lock:
             for text, vec in zip(texts, vectors, strict=True):
                 self._cache.setdefault(text, vec)
         return len(texts)
 
     def save_cache(self, path: str) -> None:
-        """Write every cached vector to an .npz file (atomically, beside the target)."""
-        import os
-        import tempfile
+        """Write every cached vector to an .npz file, local or s3:// (atomically: readers never see half)."""
+        from medray import storage
 
         with self._lock:
             texts = list(self._cache)
             vectors = np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".npz")
-        with os.fdopen(fd, "wb") as fh:
+        with storage.atomic_output_stream(path) as fh:
             np.savez(fh, model=np.array(Path(self.model_path).name), texts=np.array(texts, dtype=str), vectors=vectors)
-        os.replace(tmp, target)
 
 
 _SHARED: dict[tuple[str, str], Embedder] = {}

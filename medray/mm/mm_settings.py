@@ -46,7 +46,7 @@ class EmbeddingRetrieveConfig:
     # Candidate nodes from these tree sources only (e.g. [radiology_lexicon, hpo]); [] = every source. The
     # full tree's ~150k disease and symptom terms take minutes to embed on a CPU: narrow them, or cache them.
     sources: list[str] = field(default_factory=list)
-    cache: Optional[str] = None  # noqa: UP045  (an .npz of term vectors, read and written: later runs embed only new terms)
+    cache: Optional[str] = None  # noqa: UP045  (an .npz of term vectors, local or s3://, read and written: later runs embed only new terms)
     batch_size: int = 128
 
     def check(self, prefix: str = "embedding") -> None:

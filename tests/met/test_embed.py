@@ -101,3 +101,19 @@ def test_cache_round_trip_skips_the_model(tmp_path):
     assert second.encoded == 0  # both came from the file
     assert np.allclose(again, vecs[::-1])
     assert Embedder().load_cache(str(tmp_path / "missing.npz")) == 0
+
+
+def test_cache_on_s3_and_a_foreign_file_is_named(s3_prefix):
+    from medray import storage
+    from medray.errors import MedrayError
+    from medray.met.embed import Embedder
+
+    first = Embedder()
+    vecs = first.encode(["atelectasis"])
+    first.save_cache(f"{s3_prefix}/terms.npz")
+    second = Embedder()
+    assert second.load_cache(f"{s3_prefix}/terms.npz") == 1
+    assert np.allclose(second.encode(["atelectasis"]), vecs) and second.encoded == 0
+    storage.write_text(f"{s3_prefix}/bad.npz", "not numpy")
+    with pytest.raises(MedrayError, match="bad.npz: not an embedding cache"):
+        Embedder().load_cache(f"{s3_prefix}/bad.npz")
