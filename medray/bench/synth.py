@@ -3,20 +3,25 @@
 Both sides run the same engine on the same prompts and model in one run:
 vLLM (`ray.data.llm` replicas against `vllm.LLM.generate`) where vLLM and a
 GPU are present, the `transformers` backend (an actor pool against
-`HFEngine` in this process, with the same CPU threads as one actor)
-elsewhere. Sampling is greedy with `ignore_eos` and a fixed
-`max_new_tokens`, so both sides generate exactly the same number of tokens
-and the ratio of their rates is the cost of the pipeline and nothing else.
+`HFEngine`, with the same CPU threads as one actor) elsewhere. Sampling is
+greedy with `ignore_eos` and a fixed `max_new_tokens`, so both sides
+generate exactly the same number of tokens (and, on `transformers`, the
+same text: checked row by row) and the ratio of their rates is the cost of
+the pipeline and nothing else.
 
-Each side's seconds run from the first call to the last token and include
-loading the model (actors start and load inside the pipeline's run, so the
-direct side's load counts too; it is also reported apart). The pipeline
-runs first: its actors are gone when it ends, so the direct engine then has
-the device to itself. `pipeline_overhead` = 1 - pipeline tokens/s / direct
-tokens/s; the target is at most 0.10. Startup is a fixed cost, so small runs
-on CPU sit far above it: the target is for runs whose generation dominates.
-`first_block_seconds` (actors up, model loaded, first block generated)
-bounds that fixed part from above.
+Both sides start from nothing: the pipeline's actors start a process, import
+the engine and load the model inside its timed run, so the direct engine
+runs in a fresh Python process timed from its start (`synth_direct.py`),
+with its start, load and generation reported apart. The pipeline runs
+first: its actors are gone when it ends, so the direct engine then has the
+device to itself. `pipeline_overhead` = 1 - pipeline tokens/s / direct
+tokens/s; the target is at most 0.10.
+
+Start-up is a fixed cost on both sides, so a small run on CPU sits above the
+target however lean the pipeline is. The JSON therefore also gives the
+steady state (the pipeline's blocks after its first beside the loaded
+engine's rate), each side's fixed seconds, and the run size at which the
+whole-run overhead reaches the target, projected from those four figures.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
+from medray.bench.synth_direct import run_direct_process
 from medray.errors import ConfigError, MedrayError
 
 if TYPE_CHECKING:
@@ -96,55 +102,74 @@ def device_name(backend: str) -> str:
     return "cpu"
 
 
-def _blocks(table: pa.Table, parts: int) -> list[pa.Table]:
-    """Slices of `table`, so that every actor of the pool gets work and the pipeline streams."""
+def _blocks(table: pa.Table, cfg) -> list[pa.Table]:
+    """Slices of `table`: two engine batches each, so the pipeline streams and its steady rate is measured
+    over many arrivals (the first arrives late by about a block); at least four per actor, so that every
+    actor of the pool gets work."""
+    parts = min(512, max(cfg.concurrency * 4, math.ceil(table.num_rows / (cfg.batch_size * 2))))
     size = max(1, math.ceil(table.num_rows / parts))
     return [table.slice(i, size) for i in range(0, table.num_rows, size)]
 
 
-def _run_pipeline(table: pa.Table, cfg) -> dict:
+def _run_pipeline(table: pa.Table, cfg) -> tuple[dict, pa.Table]:
+    import pyarrow as pa
     import pyarrow.compute as pc
     import ray
 
     from medray.synth.engine import generate_dataset
 
     started = time.perf_counter()
-    ds = generate_dataset(ray.data.from_arrow(_blocks(table, cfg.concurrency * 4)), cfg)
-    rows = tokens = first_tokens = 0
+    ds = generate_dataset(ray.data.from_arrow(_blocks(table, cfg)), cfg)
+    batches, tokens, first_tokens = [], 0, 0
     first_at = None
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        rows += batch.num_rows
+        batches.append(batch)
         tokens += int(pc.sum(batch.column("num_generated_tokens")).as_py() or 0)
         if first_at is None:
             first_at, first_tokens = time.perf_counter(), tokens
     ended = time.perf_counter()
     seconds = ended - started
     steady = (tokens - first_tokens) / (ended - first_at) if first_at is not None and ended > first_at else None
-    return {"rows": rows, "output_tokens": tokens, "seconds": round(seconds, 3),
+    out = pa.concat_tables(batches) if batches else table.slice(0, 0)
+    return {"rows": out.num_rows, "output_tokens": tokens, "seconds": round(seconds, 3),
             "tokens_per_s": round(tokens / seconds, 2),
             # actors started, model loaded, first block generated: the fixed part of the pipeline's cost
             "first_block_seconds": round(first_at - started, 3) if first_at is not None else None,
             "first_block_tokens": first_tokens,
             # the blocks after the first: the pipeline's rate once running (None with a single block)
-            "steady_tokens_per_s": round(steady, 2) if steady and tokens > first_tokens else None}
+            "steady_tokens_per_s": round(steady, 2) if steady and tokens > first_tokens else None}, out
 
 
-def _run_direct(table: pa.Table, cfg) -> dict:
-    import pyarrow.compute as pc
+def same_text_rows(pipeline: pa.Table, direct: pa.Table) -> int:
+    """Rows (matched on `row`) whose generated text is the same on both sides."""
+    mine = dict(zip(pipeline.column("row").to_pylist(), pipeline.column("generated_text").to_pylist()))
+    return sum(mine.get(r) == t for r, t in zip(direct.column("row").to_pylist(),
+                                                  direct.column("generated_text").to_pylist()))
 
-    from medray.synth.engine import direct_engine
 
-    started = time.perf_counter()
-    engine = direct_engine(cfg)
-    loaded = time.perf_counter()
-    out = engine.generate_table(table, cfg)
-    done = time.perf_counter()
-    del engine
-    tokens = int(pc.sum(out.column("num_generated_tokens")).as_py() or 0)
-    return {"rows": out.num_rows, "output_tokens": tokens, "seconds": round(done - started, 3),
-            "load_seconds": round(loaded - started, 3), "generate_seconds": round(done - loaded, 3),
-            "tokens_per_s": round(tokens / (done - started), 2),
-            "generate_tokens_per_s": round(tokens / (done - loaded), 2)}
+def prompts_within_target(pipeline: dict, direct: dict, max_new_tokens: int, target: float = TARGET_OVERHEAD):
+    """Prompts at which the whole-run overhead falls to `target`, projected from the measured rates.
+
+    Each side is modelled as fixed seconds plus tokens at its steady rate:
+    direct `D = Fd + N/rd`, pipeline `P = Fp + N/rp`; overhead <= t when
+    `D >= (1 - t) P`. None when the steady pipeline is itself too slow.
+    """
+    rp, rd = pipeline.get("steady_tokens_per_s"), direct["generate_tokens_per_s"]
+    if not rp or not rd:
+        return None
+    fixed_p = pipeline_fixed_seconds(pipeline)
+    fixed_d = direct["start_seconds"] + direct["load_seconds"]
+    per_token = 1.0 / rd - (1.0 - target) / rp
+    if per_token <= 0:
+        return None
+    tokens = max(0.0, ((1.0 - target) * fixed_p - fixed_d) / per_token)
+    return math.ceil(tokens / max_new_tokens)
+
+
+def pipeline_fixed_seconds(pipeline: dict) -> float | None:
+    """The pipeline's seconds beyond its tokens at the steady rate: actor start, imports, load, first latency."""
+    rate = pipeline.get("steady_tokens_per_s")
+    return round(pipeline["seconds"] - pipeline["output_tokens"] / rate, 3) if rate else None
 
 
 def run_bench(backend: str = "auto", model: str | None = None, prompts: int | str = 256, max_new_tokens: int = 64,
@@ -166,25 +191,23 @@ def run_bench(backend: str = "auto", model: str | None = None, prompts: int | st
                        gpu_memory_utilization=gpu_memory_utilization,
                        sampling=SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, seed=seed, ignore_eos=True))
     cfg.check(prefix="", need_runtime=False, files=False)
-    scratch, started_ray = None, False
+    scratch, started_ray = tempfile.mkdtemp(prefix="medray-bench-synth-"), False
     try:
         if model is None:
             from medray.synth.tiny_model import write_tiny_causal_lm
 
-            scratch = tempfile.mkdtemp(prefix="medray-bench-synth-")
             progress("writing the tiny local model")
             cfg.model = write_tiny_causal_lm(f"{scratch}/tiny", seed=seed)
         cfg.check(prefix="", need_runtime=False)  # before Ray starts
         started_ray = _ensure_ray()
         cfg.check(prefix="")  # vLLM also counts the cluster's GPUs
-        table = pa.table({"prompt": pa.array(texts, pa.string())})
+        table = pa.table({"row": pa.array(range(len(texts)), pa.int64()), "prompt": pa.array(texts, pa.string())})
         progress(f"pipeline: {len(texts)} prompts x {max_new_tokens} tokens, {backend}, {concurrency} replica(s)")
-        pipeline = _run_pipeline(table, cfg)
-        progress(f"direct: the same prompts through the {backend} engine in this process")
-        direct = _run_direct(table, cfg)
+        pipeline, piped = _run_pipeline(table, cfg)
+        progress(f"direct: the same prompts through the {backend} engine in a fresh process")
+        direct, direct_out = run_direct_process(table, cfg, f"{scratch}/direct")
     finally:
-        if scratch:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         if started_ray:
             from medray.runtime import shutdown_ray
 
@@ -196,13 +219,15 @@ def run_bench(backend: str = "auto", model: str | None = None, prompts: int | st
         "benchmark": "synth",
         "backend": backend,
         "device": device_name(backend),
-        "model": "tiny (written for this run)" if scratch else model,
+        "model": model or "tiny (written for this run)",
         "prompts": len(texts),
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "concurrency": concurrency,
         "output_tokens": direct["output_tokens"],
         "tokens_equal": pipeline["output_tokens"] == direct["output_tokens"],
+        # greedy on both sides: the same text per row (vLLM may differ in a few rows through batch numerics)
+        "same_text_rows": same_text_rows(piped, direct_out),
         "pipeline": pipeline,
         "direct": direct,
         "pipeline_overhead": round(overhead, 4),
@@ -211,6 +236,10 @@ def run_bench(backend: str = "auto", model: str | None = None, prompts: int | st
         # start-up excluded on both sides: the pipeline after its first block beside the loaded engine's rate
         "steady_state_overhead": steady_overhead,
         "steady_state_within_target": None if steady_overhead is None else steady_overhead <= TARGET_OVERHEAD,
+        "fixed_seconds": {"pipeline": pipeline_fixed_seconds(pipeline),
+                          "direct": round(direct["start_seconds"] + direct["load_seconds"], 3)},
+        # where the whole-run overhead would reach the target at these rates (a projection, not a measurement)
+        "projected_prompts_within_target": prompts_within_target(pipeline, direct, max_new_tokens),
     }
 
 

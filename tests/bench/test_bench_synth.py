@@ -9,10 +9,18 @@ elsewhere.
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
-from medray.bench.synth import bench_prompts, read_prompts, run_bench
+from medray.bench.synth import (
+    bench_prompts,
+    pipeline_fixed_seconds,
+    prompts_within_target,
+    read_prompts,
+    run_bench,
+    same_text_rows,
+)
 from medray.errors import ConfigError, MedrayError
 from medray.synth.engine_settings import vllm_problem
 
@@ -30,6 +38,7 @@ def test_both_sides_generate_the_same_tokens(tiny_run):
     assert pipeline["rows"] == direct["rows"] == 12
     assert pipeline["output_tokens"] == direct["output_tokens"] == tiny_run["output_tokens"] == 12 * 6  # EOS ignored
     assert tiny_run["tokens_equal"] is True
+    assert tiny_run["same_text_rows"] == 12  # greedy, per-row seeds: the pipeline wrote what the engine writes
     assert tiny_run["model"] == "tiny (written for this run)"
 
 
@@ -37,7 +46,10 @@ def test_rates_and_overhead_come_from_the_timings(tiny_run):
     pipeline, direct = tiny_run["pipeline"], tiny_run["direct"]
     assert pipeline["tokens_per_s"] == pytest.approx(72 / pipeline["seconds"], rel=1e-2)
     assert direct["tokens_per_s"] == pytest.approx(72 / direct["seconds"], rel=1e-2)
-    assert direct["seconds"] == pytest.approx(direct["load_seconds"] + direct["generate_seconds"], abs=2e-3)
+    # the direct engine starts from nothing in its own process, as the pipeline's actor does
+    assert direct["seconds"] == pytest.approx(
+        direct["start_seconds"] + direct["load_seconds"] + direct["generate_seconds"], abs=3e-3)
+    assert direct["start_seconds"] > 0.2  # an interpreter and torch were started, not reused
     assert direct["generate_tokens_per_s"] > direct["tokens_per_s"]
     assert tiny_run["pipeline_overhead"] == pytest.approx(1 - pipeline["tokens_per_s"] / direct["tokens_per_s"], abs=1e-4)
     assert tiny_run["target"] == 0.10
@@ -50,7 +62,34 @@ def test_rates_and_overhead_come_from_the_timings(tiny_run):
     assert tiny_run["steady_state_overhead"] == pytest.approx(
         1 - pipeline["steady_tokens_per_s"] / direct["generate_tokens_per_s"], abs=1e-3)
     assert tiny_run["steady_state_within_target"] is (tiny_run["steady_state_overhead"] <= 0.10)
+    fixed = tiny_run["fixed_seconds"]
+    assert fixed["direct"] == pytest.approx(direct["start_seconds"] + direct["load_seconds"], abs=2e-3)
+    assert fixed["pipeline"] == pytest.approx(pipeline["seconds"] - 72 / pipeline["steady_tokens_per_s"], abs=2e-3)
     assert json.loads(json.dumps(tiny_run)) == tiny_run  # plain JSON all the way down
+
+
+def test_projection_solves_the_two_sided_cost_model():
+    # direct: 3 s fixed + 10k tok/s; pipeline: 8 s fixed + 10k tok/s -> D >= 0.9 P at N >= (7.2 - 3) / (0.1 / 1e4)
+    pipeline = {"seconds": 9.0, "output_tokens": 10_000, "steady_tokens_per_s": 10_000.0}
+    direct = {"start_seconds": 1.0, "load_seconds": 2.0, "generate_tokens_per_s": 10_000.0}
+    assert pipeline_fixed_seconds(pipeline) == 8.0
+    assert prompts_within_target(pipeline, direct, max_new_tokens=64) == math.ceil(420_000 / 64)
+    P = 8.0 + 420_000 / 1e4
+    D = 3.0 + 420_000 / 1e4
+    assert 1 - D / P == pytest.approx(0.10)  # the projected size sits exactly on the target
+    slow = {**pipeline, "steady_tokens_per_s": 8_000.0}  # steady pipeline under 90% of the engine: never
+    assert prompts_within_target(slow, direct, max_new_tokens=64) is None
+    cheap = {**pipeline, "seconds": 3.0}  # the pipeline starts no slower than the engine: any size
+    assert prompts_within_target(cheap, direct, max_new_tokens=64) == 0
+    assert prompts_within_target({**pipeline, "steady_tokens_per_s": None}, direct, 64) is None
+
+
+def test_rows_are_matched_by_id_not_position():
+    import pyarrow as pa
+
+    direct = pa.table({"row": [0, 1, 2], "generated_text": ["a", "b", "c"]})
+    assert same_text_rows(pa.table({"row": [2, 0, 1], "generated_text": ["c", "a", "b"]}), direct) == 3
+    assert same_text_rows(pa.table({"row": [2, 0, 1], "generated_text": ["c", "x", "b"]}), direct) == 2
 
 
 def test_prompts_are_generated_or_read(tmp_path):
@@ -88,3 +127,15 @@ def test_vllm_pipeline_beside_llm_generate(ray_local):
     assert result["backend"] == "vllm" and result["device"] != "cpu"
     assert result["tokens_equal"] and result["output_tokens"] == 64 * 32
     print(json.dumps(result, indent=2))
+
+
+def test_a_failing_direct_process_is_reported_with_its_error(tmp_path):
+    import pyarrow as pa
+
+    from medray.bench.synth_direct import run_direct_process
+    from medray.synth.engine_settings import EngineConfig
+
+    cfg = EngineConfig(model=str(tmp_path / "gone"))  # checks skipped: the child finds no model
+    with pytest.raises(MedrayError, match=r"direct engine process failed \(exit 1\)") as err:
+        run_direct_process(pa.table({"row": [0], "prompt": ["x"]}), cfg, tmp_path / "work")
+    assert "gone" in str(err.value)  # the child's own error, not just an exit code
