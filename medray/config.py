@@ -88,6 +88,23 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: list
         raise ConfigError(_key_of(exc, "?"), str(exc).splitlines()[0]) from None
 
 
+def with_changes(cfg: T, changes: Any, key: str) -> T:
+    """A copy of the config instance `cfg` with the mapping `changes` merged in; errors name `key.<field>`.
+
+    For a config that lists variants of another (more engines that share the
+    job's sampling, say): each entry names only what differs.
+    """
+    if not isinstance(changes, dict) and not OmegaConf.is_dict(changes):
+        raise ConfigError(key, f"expected a mapping of keys to change, got {type(changes).__name__}")
+    try:
+        merged = _merge(OmegaConf.structured(cfg), changes, "config")
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except ConfigError as err:
+        raise ConfigError(f"{key}.{err.key}" if err.key not in ("<top level>", "?") else key, err.message) from None
+    except OmegaConfBaseException as exc:
+        raise ConfigError(key, str(exc).splitlines()[0]) from None
+
+
 def _yaml_value(text: str) -> Any:
     import yaml
 

@@ -233,3 +233,28 @@ def test_scalar_for_a_section_names_the_key(yaml_file):
     with pytest.raises(ConfigError) as info:
         load_config(Job, yaml_file, ["optim=3"])
     assert info.value.key == "optim"
+
+
+@dataclass
+class _Inner:
+    rate: float = 0.5
+
+
+@dataclass
+class _Outer:
+    name: str = "a"
+    inner: _Inner = field(default_factory=_Inner)
+
+
+def test_with_changes_copies_a_config_and_names_bad_keys():
+    from medray.config import with_changes
+
+    base = _Outer()
+    changed = with_changes(base, {"inner": {"rate": 0.9}}, "variants.0")
+    assert (changed.name, changed.inner.rate, base.inner.rate) == ("a", 0.9, 0.5)  # the original is untouched
+    with pytest.raises(ConfigError) as err:
+        with_changes(base, {"inner": {"rate": "fast"}}, "variants.1")
+    assert err.value.key == "variants.1.inner.rate"
+    with pytest.raises(ConfigError) as err:
+        with_changes(base, ["not", "a", "mapping"], "variants.2")
+    assert err.value.key == "variants.2" and "mapping" in str(err.value)

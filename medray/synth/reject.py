@@ -183,13 +183,18 @@ def expert_of(row: dict) -> str:
 
 
 def expert_requests(items: pa.Table, seeds: list[int], expert: str | None = None) -> pa.Table:
-    """Each item once per seed (columns `seed`, `expert`), so one engine answers as several experts."""
+    """Each item once per seed (columns `seed`, `expert`), so one engine answers as several experts.
+
+    Experts are named `seed=N`, or `NAME/seed=N` when the engine is named
+    (several engines, each with every seed).
+    """
     base = items.drop([c for c in ("seed", "expert") if c in items.column_names])
     tables = []
     for seed in seeds:
         n = base.num_rows
+        label = f"{expert}/seed={seed}" if expert else f"seed={seed}"
         tables.append(base.append_column("seed", pa.array([int(seed)] * n, pa.int64()))
-                      .append_column("expert", pa.array([expert or f"seed={seed}"] * n, pa.string())))
+                      .append_column("expert", pa.array([label] * n, pa.string())))
     return pa.concat_tables(tables) if tables else base
 
 

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from medray import storage
 from medray.config import to_dict
 from medray.errors import MedrayError
+from medray.synth.engine_settings import EngineConfig
 from medray.synth.settings import SynthConfig
 
 FORMAT_VERSION = 1
@@ -89,17 +90,18 @@ def read_job_pairs(cfg: SynthConfig) -> tuple[pa.Table, pa.Table]:
     return pairs, rejects
 
 
-def generate(table: pa.Table, cfg: SynthConfig) -> pa.Table:
-    """The engine's columns added to `table`: on Ray Data actor pools, or in this process."""
+def generate(table: pa.Table, cfg: SynthConfig, engine: EngineConfig | None = None) -> pa.Table:
+    """The engine's columns added to `table` (`engine`, default the job's): on Ray Data actor pools, or here."""
     from medray.synth.engine import generate_dataset, generate_table
 
+    engine = engine or cfg.engine
     if table.num_rows == 0:
-        return generate_table(table, cfg.engine) if not cfg.use_ray else _empty_generated(table)
+        return generate_table(table, engine) if not cfg.use_ray else _empty_generated(table)
     if not cfg.use_ray:
-        return generate_table(table, cfg.engine)
+        return generate_table(table, engine)
     import ray.data
 
-    out = generate_dataset(ray.data.from_arrow(table), cfg.engine).to_arrow_refs()
+    out = generate_dataset(ray.data.from_arrow(table), engine).to_arrow_refs()
     import ray
 
     return pa.concat_tables(ray.get(out)).sort_by("id") if "id" in table.column_names else pa.concat_tables(ray.get(out))
@@ -194,12 +196,16 @@ def _kgqa(cfg: SynthConfig, tree, anchors: pa.Table | None, progress) -> tuple[d
     graph, graph_report = build_graph(tree, cfg.kgqa.graph)
     starts, source = kgqa_starts(cfg, tree, anchors)
     items, path_report = generate_kgqa(graph, starts, cfg.kgqa.paths)
-    requests = expert_requests(kgqa_prompts(items), list(cfg.kgqa.expert_seeds))
-    ids = [f"{i}#{e}" for i, e in zip(requests.column("item_id").to_pylist(), requests.column("expert").to_pylist())]
-    requests = requests.append_column("id", pa.array(ids, pa.string()))
-    progress(f"synth: {items.num_rows} multi-hop questions from {len(starts)} start nodes, "
-             f"{len(cfg.kgqa.expert_seeds)} experts each ...")
-    proposals = generate(requests, cfg)
+    prompts, experts = kgqa_prompts(items), cfg.experts()
+    answered = []
+    for name, engine in experts:  # one engine at a time: each pool is gone before the next loads its model
+        requests = expert_requests(prompts, list(cfg.kgqa.expert_seeds), name)
+        ids = [f"{i}#{e}" for i, e in zip(requests.column("item_id").to_pylist(), requests.column("expert").to_pylist())]
+        requests = requests.append_column("id", pa.array(ids, pa.string()))
+        progress(f"synth: {items.num_rows} multi-hop questions from {len(starts)} start nodes, "
+                 f"{len(cfg.kgqa.expert_seeds)} seed(s) of {name or engine.model} ...")
+        answered.append(generate(requests, cfg, engine))
+    proposals = pa.concat_tables(answered)
     result = reject_sample(proposals, tree, cfg.kgqa.reject)
     counts = {"starts": len(starts), "starts_from": source, "items": items.num_rows, "graph": graph_report,
               "paths": path_report, **result.report, **_token_counts(proposals)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from medray.errors import ConfigError
 from medray.met.settings import TrackingConfig
@@ -32,6 +32,10 @@ class KGQAJobConfig:
     starts: Optional[str] = None  # noqa: UP045
     max_starts: int = 50
     expert_seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one engine as several experts
+    # More engines as experts beside the job's `engine`, each entry naming only what differs from it (a model,
+    # a backend; sampling and the rest are the job's), each answering with every seed; experts are then named
+    # MODEL/seed=N by model folder. []: the job's engine alone (experts seed=N).
+    engines: list[dict[str, Any]] = field(default_factory=list)
     graph: GraphConfig = field(default_factory=GraphConfig)
     paths: KGQAConfig = field(default_factory=KGQAConfig)
     reject: RejectConfig = field(default_factory=RejectConfig)
@@ -81,7 +85,32 @@ class SynthConfig:
         self.kgqa.reject.check("kgqa.reject")
         if self.generates:
             self.engine.check("engine")
+        if "kgqa" in self.stages and self.kgqa.enabled:
+            for i, (_, engine) in enumerate(self.experts()[1:]):
+                engine.check(f"kgqa.engines.{i}")
         return self
+
+    def experts(self) -> list[tuple[str | None, EngineConfig]]:
+        """(name, engine) per expert engine for multi-hop answers: the job's engine, then `kgqa.engines`.
+
+        Alone, the job's engine is unnamed (experts `seed=N`); with others each
+        is named by its model folder, a repeated folder getting `#2`, `#3`.
+        """
+        from medray.config import with_changes
+
+        engines = [self.engine, *(with_changes(self.engine, changes, f"kgqa.engines.{i}")
+                                  for i, changes in enumerate(self.kgqa.engines))]
+        if len(engines) == 1:
+            return [(None, self.engine)]
+        names: list[str] = []
+        for engine in engines:
+            base = engine.model.rstrip("/").rsplit("/", 1)[-1] or "engine"
+            name, n = base, 1
+            while name in names:
+                n += 1
+                name = f"{base}#{n}"
+            names.append(name)
+        return list(zip(names, engines))
 
     @property
     def generates(self) -> bool:

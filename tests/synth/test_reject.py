@@ -138,6 +138,8 @@ def test_expert_requests_feed_one_engine_several_seeds(item):
     assert requests.column("seed").to_pylist() == [11, 12, 13]
     assert requests.column("expert").to_pylist() == ["seed=11", "seed=12", "seed=13"]
     assert set(requests.column("prompt").to_pylist()) == {items.column("prompt")[0].as_py()}
+    named = expert_requests(requests, [0, 1], "llama")  # a second engine: its experts carry its name
+    assert named.column("expert").to_pylist() == ["llama/seed=0"] * 3 + ["llama/seed=1"] * 3
 
 
 def test_kept_items_become_sft_rows(item, tree):

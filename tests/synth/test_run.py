@@ -80,6 +80,40 @@ def test_a_relaunch_reuses_finished_stages_and_reruns_what_changed(first_run, in
     assert not changed["stages"]["kgqa"].get("reused") and changed["stages"]["kgqa"]["starts"] <= 2
 
 
+def test_several_engines_answer_as_experts_each_with_every_seed(inputs, tmp_path):
+    other = write_tiny_causal_lm(str(tmp_path / "other-model"), seed=1)  # different weights, different answers
+    report = run_synth(config(inputs, str(tmp_path / "out"), "stages=[retrieve,kgqa]", "kgqa.max_starts=2",
+                              "kgqa.expert_seeds=[0,1]", f"kgqa.engines=[{{model: {other}}}]",
+                              "engine.sampling.max_new_tokens=12"), progress=lambda msg: None)
+    kgqa = report["stages"]["kgqa"]
+    assert kgqa["proposals"] == 4 * kgqa["items"] == kgqa["kept"] + kgqa["filtered"] + kgqa["rejected"]
+    assert set(kgqa["per_expert"]) == {"model/seed=0", "model/seed=1", "other-model/seed=0", "other-model/seed=1"}
+    assert all(e["proposals"] == kgqa["items"] for e in kgqa["per_expert"].values())
+    proposals = __import__("pyarrow.parquet", fromlist=["x"]).read_table(
+        str(tmp_path / "out" / "kgqa" / "proposals.parquet")).to_pylist()
+    by_expert = {(r["expert"], r["item_id"]): r["generated_text"] for r in proposals}
+    item = proposals[0]["item_id"]
+    assert by_expert[("model/seed=0", item)] != by_expert[("other-model/seed=0", item)]  # two models answered
+    with pytest.raises(ConfigError, match=r"kgqa\.engines\.0\.model"):
+        run_synth(config(inputs, str(tmp_path / "bad"), f"kgqa.engines=[{{model: {tmp_path / 'none'}}}]"))
+
+
+def test_experts_are_named_by_model_folder_when_there_are_several():
+    cfg = SynthConfig()
+    assert [name for name, _ in cfg.experts()] == [None]
+    cfg.engine.model = "/models/qwen"
+    cfg.engine.sampling.temperature = 0.9
+    cfg.kgqa.engines = [{"model": "s3://b/llama/"}, {"model": "/other/qwen", "backend": "vllm"}]
+    experts = cfg.experts()
+    assert [name for name, _ in experts] == ["qwen", "llama", "qwen#2"]
+    assert experts[2][1].backend == "vllm" and experts[1][1].backend == "transformers"
+    assert all(engine.sampling.temperature == 0.9 for _, engine in experts)  # the job's sampling, unless changed
+    cfg.kgqa.engines = [{"model": "/m", "sampling": {"temprature": 1.0}}]
+    with pytest.raises(ConfigError) as err:
+        cfg.experts()
+    assert err.value.key == "kgqa.engines.0.sampling.temprature" and "unknown key" in str(err.value)
+
+
 def test_bad_config_fails_before_work_naming_the_key(inputs, tmp_path):
     with pytest.raises(ConfigError, match="engine.model"):
         run_synth(config(inputs, str(tmp_path), f"engine.model={tmp_path / 'none'}"))
