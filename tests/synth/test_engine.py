@@ -5,7 +5,9 @@ steps by `write_tiny_causal_lm` (so it writes report-like text and stops on
 its own); Ray is the session's local cluster. The vLLM tests are marked
 `gpu` and skip, saying why, where vLLM or a CUDA GPU is missing; the
 processor's pre/postprocess functions are ours and run here on rows shaped
-as `ray.data.llm` hands them over.
+as `ray.data.llm` hands them over, and Ray's real `build_processor` builds
+the vLLM pipeline from our config here (vLLM loads only when a replica
+starts).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import ray
 from transformers import AutoTokenizer
 
 from medray.config import load_config
@@ -226,6 +229,35 @@ def test_vllm_rows_map_to_our_columns_and_back():
     ended_on_eos = {**full, "generated_tokens": [40, 41, 42, 43, 0]}
     assert postprocess_row(ended_on_eos, stop_ids=(0, 3), ignore_eos=True)["finish_reason"] == "length"
     assert {PROMPT_KEY, COLUMNS_KEY, LIMIT_KEY}.isdisjoint(out)
+
+
+def test_vllm_processor_is_built_by_ray_data_llm_from_our_config(tiny_model, ray_local):
+    """Ray's own `build_processor` on our config and hooks, on CPU.
+
+    vLLM is imported only when a replica starts, so Ray 2.60's processor
+    (its config validation, its stages and their settings) is exercised here
+    although nothing generates: a renamed or refused setting fails on CPU.
+    """
+    from ray.data.llm import build_processor
+
+    from medray.synth.engine_vllm import generate_dataset_vllm, processor_config
+
+    for chat in (False, True):
+        cfg = EngineConfig(model=tiny_model, backend="vllm", tensor_parallel_size=2, concurrency=3, batch_size=8,
+                           max_model_len=256, apply_chat_template=chat, gpu_memory_utilization=0.6)
+        processor = build_processor(processor_config(cfg))
+        assert processor.list_stage_names() == ["ChatTemplateStage"] * chat + ["TokenizeStage", "vLLMEngineStage",
+                                                                                "DetokenizeStage"]
+        engine_stage = processor.get_stage_by_name("vLLMEngineStage")
+        kwargs = engine_stage.fn_constructor_kwargs
+        assert kwargs["model"] == tiny_model and kwargs["batch_size"] == 8
+        assert {k: kwargs["engine_kwargs"][k] for k in ("tensor_parallel_size", "max_model_len", "gpu_memory_utilization")} \
+            == {"tensor_parallel_size": 2, "max_model_len": 256, "gpu_memory_utilization": 0.6}
+        assert engine_stage.map_batches_kwargs["compute"].max_size == 3  # concurrency: up to 3 replicas
+    plan = str(generate_dataset_vllm(ray.data.from_items([{"id": 0, "prompt": "x"}]), cfg))  # lazy: nothing runs
+    stages = ["Map(_preprocess)", "MapBatches(ChatTemplateUDF)", "MapBatches(TokenizeUDF)",
+              "MapBatches(vLLMEngineStageUDF)", "MapBatches(DetokenizeUDF)", "Map(_postprocess)"]
+    assert [plan.index(s) for s in stages] == sorted((plan.index(s) for s in stages), reverse=True)  # outermost last
 
 
 # ---- vLLM on a GPU ---------------------------------------------------------------------------
