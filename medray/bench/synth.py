@@ -12,7 +12,9 @@ the pipeline and nothing else.
 Both sides start from nothing: the pipeline's actors start a process, import
 the engine and load the model inside its timed run, so the direct engine
 runs in a fresh Python process timed from its start (`synth_direct.py`),
-with its start, load and generation reported apart. The pipeline runs
+with its start, load and generation reported apart; with several replicas
+in the pipeline, as many engines run side by side on shares of the prompts,
+each with one replica's CPUs or GPUs (GPUs: those of this machine). The pipeline runs
 first: its actors are gone when it ends, so the direct engine then has the
 device to itself. `pipeline_overhead` = 1 - pipeline tokens/s / direct
 tokens/s; the target is at most 0.10.
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from medray.bench.synth_direct import run_direct_process
+from medray.bench.synth_direct import child_envs, run_direct_process
 from medray.errors import ConfigError, MedrayError
 
 if TYPE_CHECKING:
@@ -201,6 +203,7 @@ def run_bench(backend: str = "auto", model: str | None = None, prompts: int | st
         cfg.check(prefix="", need_runtime=False)  # before Ray starts
         started_ray = _ensure_ray()
         cfg.check(prefix="")  # vLLM also counts the cluster's GPUs
+        child_envs(cfg)  # the direct side's engines must fit this machine before the pipeline runs
         table = pa.table({"row": pa.array(range(len(texts)), pa.int64()), "prompt": pa.array(texts, pa.string())})
         progress(f"pipeline: {len(texts)} prompts x {max_new_tokens} tokens, {backend}, {concurrency} replica(s)")
         pipeline, piped = _run_pipeline(table, cfg)

@@ -29,13 +29,14 @@ QUIET = {"progress": lambda message: None}
 
 @pytest.fixture(scope="module")
 def tiny_run(ray_local) -> dict:
-    return run_bench("transformers", None, prompts=12, max_new_tokens=6, batch_size=4, concurrency=1, **QUIET)
+    # two actors in the pipeline, so two engines side by side on the direct side
+    return run_bench("transformers", None, prompts=12, max_new_tokens=6, batch_size=4, concurrency=2, **QUIET)
 
 
 def test_both_sides_generate_the_same_tokens(tiny_run):
     assert (tiny_run["backend"], tiny_run["device"], tiny_run["prompts"]) == ("transformers", "cpu", 12)
     pipeline, direct = tiny_run["pipeline"], tiny_run["direct"]
-    assert pipeline["rows"] == direct["rows"] == 12
+    assert pipeline["rows"] == direct["rows"] == 12 and direct["engines"] == tiny_run["concurrency"] == 2
     assert pipeline["output_tokens"] == direct["output_tokens"] == tiny_run["output_tokens"] == 12 * 6  # EOS ignored
     assert tiny_run["tokens_equal"] is True
     assert tiny_run["same_text_rows"] == 12  # greedy, per-row seeds: the pipeline wrote what the engine writes
@@ -139,3 +140,19 @@ def test_a_failing_direct_process_is_reported_with_its_error(tmp_path):
     with pytest.raises(MedrayError, match=r"direct engine process failed \(exit 1\)") as err:
         run_direct_process(pa.table({"row": [0], "prompt": ["x"]}), cfg, tmp_path / "work")
     assert "gone" in str(err.value)  # the child's own error, not just an exit code
+
+
+def test_direct_engines_get_one_replicas_means():
+    from medray.bench.synth_direct import child_envs
+    from medray.synth.engine_settings import EngineConfig
+
+    cpu = child_envs(EngineConfig(concurrency=2, cpus_per_actor=3), base={"PATH": "/bin"})
+    assert cpu == [{"PATH": "/bin", "OMP_NUM_THREADS": "3"}] * 2
+    vllm = EngineConfig(backend="vllm", concurrency=2, tensor_parallel_size=2)
+    envs = child_envs(vllm, base={}, gpus=["0", "1", "2", "3", "4"])
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0,1", "2,3"]  # disjoint, a replica's worth each
+    one_gpu = child_envs(EngineConfig(device="cuda", concurrency=3), base={}, gpus=["5", "6", "7"])
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in one_gpu] == ["5", "6", "7"]
+    with pytest.raises(ConfigError, match="4 GPUs needed, 3 visible") as err:
+        child_envs(vllm, base={}, gpus=["0", "1", "2"])
+    assert err.value.key == "concurrency"
