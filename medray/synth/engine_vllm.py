@@ -105,7 +105,9 @@ def processor_config(cfg: EngineConfig):
         engine_kwargs["tokenizer"] = cfg.tokenizer
     tok = cfg.tokenizer_path
     return vLLMEngineProcessorConfig(
-        model_source=cfg.model, engine_kwargs=engine_kwargs, batch_size=cfg.batch_size, concurrency=cfg.concurrency,
+        # (n, n): a fixed pool of n replicas, as the transformers backend's; an int would autoscale from 1
+        model_source=cfg.model, engine_kwargs=engine_kwargs, batch_size=cfg.batch_size,
+        concurrency=(cfg.concurrency, cfg.concurrency),
         chat_template_stage={"enabled": cfg.apply_chat_template, "model_source": tok},
         tokenize_stage={"enabled": True, "model_source": tok},
         detokenize_stage={"enabled": True, "model_source": tok},

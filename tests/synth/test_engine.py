@@ -253,7 +253,8 @@ def test_vllm_processor_is_built_by_ray_data_llm_from_our_config(tiny_model, ray
         assert kwargs["model"] == tiny_model and kwargs["batch_size"] == 8
         assert {k: kwargs["engine_kwargs"][k] for k in ("tensor_parallel_size", "max_model_len", "gpu_memory_utilization")} \
             == {"tensor_parallel_size": 2, "max_model_len": 256, "gpu_memory_utilization": 0.6}
-        assert engine_stage.map_batches_kwargs["compute"].max_size == 3  # concurrency: up to 3 replicas
+        pool = engine_stage.map_batches_kwargs["compute"]
+        assert (pool.min_size, pool.max_size) == (3, 3)  # concurrency: a fixed pool of 3 replicas
     plan = str(generate_dataset_vllm(ray.data.from_items([{"id": 0, "prompt": "x"}]), cfg))  # lazy: nothing runs
     stages = ["Map(_preprocess)", "MapBatches(ChatTemplateUDF)", "MapBatches(TokenizeUDF)",
               "MapBatches(vLLMEngineStageUDF)", "MapBatches(DetokenizeUDF)", "Map(_postprocess)"]
