@@ -100,7 +100,7 @@ def with_changes(cfg: T, changes: Any, key: str) -> T:
         merged = _merge(OmegaConf.structured(cfg), changes, "config")
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except ConfigError as err:
-        raise ConfigError(f"{key}.{err.key}" if err.key not in ("<top level>", "?") else key, err.message) from None
+        raise ConfigError(key if err.key == "<top level>" else f"{key}.{err.key}", err.message) from None
     except OmegaConfBaseException as exc:
         raise ConfigError(key, str(exc).splitlines()[0]) from None
 

@@ -159,13 +159,17 @@ def prompts_within_target(pipeline: dict, direct: dict, max_new_tokens: int, tar
     rp, rd = pipeline.get("steady_tokens_per_s"), direct["generate_tokens_per_s"]
     if not rp or not rd:
         return None
-    fixed_p = pipeline_fixed_seconds(pipeline)
-    fixed_d = direct["start_seconds"] + direct["load_seconds"]
+    fixed_p, fixed_d = pipeline_fixed_seconds(pipeline), direct_fixed_seconds(direct)
     per_token = 1.0 / rd - (1.0 - target) / rp
     if per_token <= 0:
         return None
     tokens = max(0.0, ((1.0 - target) * fixed_p - fixed_d) / per_token)
     return math.ceil(tokens / max_new_tokens)
+
+
+def direct_fixed_seconds(direct: dict) -> float:
+    """The direct side's seconds before its first token: interpreter, imports, model load."""
+    return round(direct["start_seconds"] + direct["load_seconds"], 3)
 
 
 def pipeline_fixed_seconds(pipeline: dict) -> float | None:
@@ -240,7 +244,7 @@ def run_bench(backend: str = "auto", model: str | None = None, prompts: int | st
         "steady_state_overhead": steady_overhead,
         "steady_state_within_target": None if steady_overhead is None else steady_overhead <= TARGET_OVERHEAD,
         "fixed_seconds": {"pipeline": pipeline_fixed_seconds(pipeline),
-                          "direct": round(direct["start_seconds"] + direct["load_seconds"], 3)},
+                          "direct": direct_fixed_seconds(direct)},
         # where the whole-run overhead would reach the target at these rates (a projection, not a measurement)
         "projected_prompts_within_target": prompts_within_target(pipeline, direct, max_new_tokens),
     }

@@ -82,7 +82,7 @@ def _shares(table: pa.Table, parts: int) -> list[pa.Table]:
     return [table.slice(i * size, size) for i in range(parts) if i * size < table.num_rows]
 
 
-def run_direct_process(table: pa.Table, cfg, workdir: str | Path, timeout: float | None = None) -> tuple[dict, pa.Table]:
+def run_direct_process(table: pa.Table, cfg, workdir: str | Path) -> tuple[dict, pa.Table]:
     """Generate `table` with fresh engines in new processes: (timings, output table).
 
     As many engines as the pipeline has replicas (`cfg.concurrency`) run
@@ -109,8 +109,8 @@ def run_direct_process(table: pa.Table, cfg, workdir: str | Path, timeout: float
             procs.append(subprocess.Popen([sys.executable, "-m", "medray.bench.synth_direct", str(d)], env=env,
                                           stdout=log, stderr=subprocess.STDOUT))
     try:
-        codes = [p.wait(timeout=timeout) for p in procs]
-    finally:
+        codes = [p.wait() for p in procs]
+    finally:  # interrupted: no engine outlives the benchmark
         for p in procs:
             if p.poll() is None:
                 p.kill()

@@ -270,7 +270,7 @@ def run_synth(cfg: SynthConfig, progress: Callable[[str], None] = print) -> dict
     if "items" in cfg.stages:
         stage("items", ("items", "validate", "engine"),
               lambda: _items(cfg, tree, tables["align"]["kept"], matcher, progress))
-    if "kgqa" in cfg.stages and cfg.kgqa.enabled:
+    if cfg.answers_kgqa:
         anchors = tables.get("retrieve", {}).get("anchors")
         stage("kgqa", ("kgqa", "engine"), lambda: _kgqa(cfg, tree, anchors, progress))
     report["sft"] = write_sft_set(cfg.out, tables.get("items", {}).get("kept"), tables.get("kgqa", {}).get("kept"))

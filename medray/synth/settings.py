@@ -85,7 +85,7 @@ class SynthConfig:
         self.kgqa.reject.check("kgqa.reject")
         if self.generates:
             self.engine.check("engine")
-        if "kgqa" in self.stages and self.kgqa.enabled:
+        if self.answers_kgqa:
             for i, (_, engine) in enumerate(self.experts()[1:]):
                 engine.check(f"kgqa.engines.{i}")
         return self
@@ -113,5 +113,9 @@ class SynthConfig:
         return list(zip(names, engines))
 
     @property
+    def answers_kgqa(self) -> bool:
+        return "kgqa" in self.stages and self.kgqa.enabled
+
+    @property
     def generates(self) -> bool:
-        return "items" in self.stages or ("kgqa" in self.stages and self.kgqa.enabled)
+        return "items" in self.stages or self.answers_kgqa
